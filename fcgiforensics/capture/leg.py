@@ -1,0 +1,117 @@
+"""Read the capture files of one leg and feed their TCP segments on.
+
+This is the loop that runs once per packet; it keeps its work to the
+minimum: read a record, decode it to TCP, hand the fields to the
+:class:`~fcgiforensics.reassembly.Reassembler`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ..anomalies import Anomaly
+from ..reassembly import Reassembler
+from .packets import LINKTYPE_NAMES, NotTcp, decode_tcp
+from .records import CaptureInfo, RecordTuple, read_records
+
+__all__ = ["LegStats", "follow_leg", "merged_records"]
+
+#: How often (in records) the progress callback is called.
+PROGRESS_EVERY = 4096
+
+
+@dataclass(slots=True)
+class LegStats:
+    """What reading one leg's files found, besides the TCP streams."""
+
+    files: list[CaptureInfo] = field(default_factory=list)
+    packets: int = 0
+    tcp_segments: int = 0
+    not_tcp: Counter[str] = field(default_factory=Counter)
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+    @property
+    def link_type_names(self) -> list[str]:
+        names: list[str] = []
+        for info in self.files:
+            for lt in info.link_types:
+                name = LINKTYPE_NAMES.get(lt, f"LINKTYPE_{lt}")
+                if name not in names:
+                    names.append(name)
+        return names
+
+
+def merged_records(paths: list[str],
+                   infos: list[CaptureInfo]) -> Iterator[RecordTuple]:
+    """Records of several files (a rotated capture) in timestamp order."""
+    streams = [read_records(p, info, i)
+               for i, (p, info) in enumerate(zip(paths, infos, strict=True))]
+    if len(streams) == 1:
+        return streams[0]
+    return heapq.merge(*streams, key=lambda rec: rec[1])
+
+
+def follow_leg(paths: Iterable[str], reassembler: Reassembler, *,
+               progress: Callable[[int, int], None] | None = None) -> LegStats:
+    """Feed every TCP segment of ``paths`` to ``reassembler``.
+
+    ``progress(done, total)`` is called now and then with file bytes
+    read so far and the files' total size.  The reassembler is not
+    finished here: the caller may feed more before calling ``finish``.
+    """
+    paths = list(paths)
+    stats = LegStats(files=[CaptureInfo(p) for p in paths])
+    total = sum(_size(p) for p in paths)
+    add = reassembler.add
+    not_tcp = stats.not_tcp
+    packets = segments = 0
+    for frame, ts, linktype, data, origlen in merged_records(paths, stats.files):
+        packets += 1
+        seg = decode_tcp(linktype, data, origlen)
+        if type(seg) is NotTcp:
+            not_tcp[seg.reason] += 1
+            if seg.reason in ("malformed", "fragment", "linktype"):
+                _note_not_tcp(stats, reassembler.capture, seg, frame)
+        else:
+            segments += 1
+            src, sport, dst, dport, seq, ack, flags, _, payload, missing = seg
+            if missing:
+                stats.anomalies.append(Anomaly(
+                    "capture.truncated_packet",
+                    f"{missing} bytes of TCP payload cut off by the snaplen",
+                    capture=reassembler.capture, first_frame=frame,
+                    last_frame=frame))
+            add(frame, ts, src, sport, dst, dport, seq, ack, flags, payload,
+                missing)
+        if progress is not None and packets % PROGRESS_EVERY == 0:
+            progress(sum(i.bytes_read for i in stats.files), total)
+    stats.packets = packets
+    stats.tcp_segments = segments
+    for info in stats.files:
+        stats.anomalies.extend(info.anomalies)
+    if progress is not None:
+        progress(total, total)
+    return stats
+
+
+# Anomalies of frames that are not usable TCP, one per kind and file: a
+# capture full of fragments should not produce a million identical lines.
+def _note_not_tcp(stats: LegStats, capture: str, seg: NotTcp,
+                  frame: int) -> None:
+    name = {"malformed": "capture.bad_packet",
+            "fragment": "capture.ip_fragment",
+            "linktype": "capture.unsupported_linktype"}[seg.reason]
+    if stats.not_tcp[seg.reason] <= 1:
+        stats.anomalies.append(Anomaly(name, seg.detail, capture=capture,
+                                       first_frame=frame, last_frame=frame))
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

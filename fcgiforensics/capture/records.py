@@ -1,0 +1,382 @@
+"""Read capture files (pcap, pcapng, either gzip-compressed) into records.
+
+This is the edge where files are opened.  A reader yields one
+:class:`RawRecord`-shaped tuple per captured packet and collects the
+damage it meets as :class:`~fcgiforensics.anomalies.Anomaly` objects;
+it raises :class:`~fcgiforensics.errors.CaptureFormatError` only when the
+file is not a capture at all.
+
+The file is read in large blocks, never whole, so memory stays bounded
+by :data:`READ_BLOCK` whatever the capture's size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from ..anomalies import Anomaly
+from ..errors import CaptureError, CaptureFormatError
+
+__all__ = [
+    "READ_BLOCK",
+    "MAX_RECORD",
+    "CaptureInfo",
+    "RecordTuple",
+    "read_records",
+]
+
+#: Bytes read from the file at a time.  Large enough that the per-read
+#: cost vanishes, small enough to keep a multi-GB capture out of memory.
+READ_BLOCK = 8 * 1024 * 1024
+
+#: A record whose captured length exceeds this is treated as damage, not
+#: data.  libpcap's own ceiling is 256 KiB (MAXIMUM_SNAPLEN); pcapng
+#: blocks may be a little larger, so allow 1 MiB before calling it absurd.
+MAX_RECORD = 1024 * 1024
+
+# (frame number, timestamp ns, link type, packet bytes, original length)
+RecordTuple = tuple[int, int, int, bytes, int]
+
+_PCAP_MAGIC = {
+    b"\xd4\xc3\xb2\xa1": ("<", 1000),  # little endian, microseconds
+    b"\xa1\xb2\xc3\xd4": (">", 1000),
+    b"\x4d\x3c\xb2\xa1": ("<", 1),  # nanoseconds
+    b"\xa1\xb2\x3c\x4d": (">", 1),
+}
+_PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(slots=True)
+class CaptureInfo:
+    """What a reader learnt about one file while reading it."""
+
+    path: str
+    format: str = ""
+    compressed: bool = False
+    link_types: list[int] = field(default_factory=list)
+    records: int = 0
+    bytes_read: int = 0
+    anomalies: list[Anomaly] = field(default_factory=list)
+
+    def note(self, name: str, detail: str, *, frame: int | None = None,
+             offset: int | None = None) -> None:
+        """Record damage found at ``frame`` / file ``offset``."""
+        self.anomalies.append(
+            Anomaly(name, detail, capture=self.path, first_frame=frame,
+                    last_frame=frame, file_offset=offset)
+        )
+
+
+class _BlockReader:
+    """A forward-only window over a file, refilled in :data:`READ_BLOCK` steps.
+
+    ``buf[pos:]`` holds unread bytes; ``base`` is the file offset of
+    ``buf[0]``.  ``need(n)`` makes sure ``n`` bytes are available.
+    """
+
+    __slots__ = ("_file", "_raw", "_info", "buf", "pos", "base", "eof")
+
+    def __init__(self, file: BinaryIO, first: bytes, info: CaptureInfo,
+                 raw: BinaryIO) -> None:
+        self._file = file
+        self._raw = raw
+        self._info = info
+        info.bytes_read = raw.tell()
+        self.buf = first
+        self.pos = 0
+        self.base = 0
+        self.eof = False
+
+    def need(self, n: int) -> bool:
+        """True when ``n`` unread bytes are available (reads more if needed)."""
+        if len(self.buf) - self.pos >= n:
+            return True
+        while not self.eof and len(self.buf) - self.pos < n:
+            more = self._file.read(max(READ_BLOCK, n))
+            if not more:
+                self.eof = True
+                break
+            self.base += self.pos
+            self.buf = self.buf[self.pos:] + more
+            self.pos = 0
+            self._info.bytes_read = self._raw.tell()
+        return len(self.buf) - self.pos >= n
+
+    @property
+    def offset(self) -> int:
+        """File offset of the next unread byte."""
+        return self.base + self.pos
+
+
+def _open(path: str) -> tuple[BinaryIO, BinaryIO, bool]:
+    """Open ``path`` for reading, looking through gzip compression."""
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except FileNotFoundError:
+        raise CaptureError(path, "no such file") from None
+    except IsADirectoryError:
+        raise CaptureError(path, "is a directory, not a capture file") from None
+    except PermissionError:
+        raise CaptureError(path, "permission denied") from None
+    except OSError as exc:
+        raise CaptureError(path, exc.strerror or str(exc)) from None
+    if raw.read(2) == _GZIP_MAGIC:
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, True
+    raw.seek(0)
+    return raw, raw, False
+
+
+def read_records(path: str, info: CaptureInfo | None = None,
+                 file_index: int = 0) -> Iterator[RecordTuple]:
+    """Yield ``(frame, ts_ns, linktype, data, orig_len)`` for each packet.
+
+    ``frame`` is the 1-based record number, packed with ``file_index``
+    as described in :mod:`fcgiforensics.frames`.  Damage goes to
+    ``info.anomalies``; reading stops at damage that loses the framing,
+    keeping every record before it.
+    """
+    if info is None:
+        info = CaptureInfo(path)
+    file, raw, compressed = _open(path)
+    info.compressed = compressed
+    with raw, file:
+        try:
+            first = file.read(READ_BLOCK)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise CaptureFormatError(
+                path, f"cannot decompress: {exc}", offset=0
+            ) from None
+        if len(first) < 4:
+            raise CaptureFormatError(
+                path, f"too short to be a capture ({len(first)} bytes)", offset=0
+            )
+        reader = _BlockReader(file, first, info, raw)
+        magic = first[:4]
+        frame_base = file_index << 32
+        try:
+            if magic in _PCAP_MAGIC:
+                info.format = "pcap"
+                yield from _read_pcap(reader, info, frame_base)
+            elif magic == _PCAPNG_SHB:
+                info.format = "pcapng"
+                yield from _read_pcapng(reader, info, frame_base)
+            else:
+                raise CaptureFormatError(
+                    path,
+                    f"not a pcap or pcapng file (starts with {first[:4].hex()})",
+                    offset=0,
+                )
+        except (OSError, EOFError, zlib.error) as exc:
+            # A gzip stream cut short or damaged: keep what was read.
+            info.note("capture.truncated_file",
+                      f"compressed stream unreadable: {exc}",
+                      frame=info.records + 1, offset=reader.offset)
+
+
+def _read_pcap(r: _BlockReader, info: CaptureInfo,
+               frame_base: int) -> Iterator[RecordTuple]:
+    """The classic libpcap format: a 24-byte header, then records."""
+    if not r.need(24):
+        raise CaptureFormatError(info.path, "pcap header cut short", offset=0)
+    order, ts_unit = _PCAP_MAGIC[r.buf[:4]]
+    _, _, _, _, snaplen, linkfield = struct.unpack_from(order + "HHiIII", r.buf, 4)
+    linktype = linkfield & 0x0FFFFFFF  # upper bits may carry FCS length
+    info.link_types.append(linktype)
+    r.pos = 24
+    record = struct.Struct(order + "IIII")
+    limit = max(snaplen, 262144) if snaplen <= MAX_RECORD else MAX_RECORD
+    number = 0
+
+    # Step 2: records.  The inner loop works on the local buffer and only
+    # calls need() when a record crosses the block end.
+    while True:
+        if not r.need(16):
+            if len(r.buf) - r.pos:
+                info.note("capture.truncated_file",
+                          f"file ends inside a record header "
+                          f"({len(r.buf) - r.pos} of 16 bytes)",
+                          frame=frame_base | (number + 1), offset=r.offset)
+            break
+        sec, frac, caplen, origlen = record.unpack_from(r.buf, r.pos)
+        if caplen > limit:
+            info.note("capture.bad_record",
+                      f"record length {caplen} exceeds snaplen {snaplen}; "
+                      f"the rest of the file cannot be framed",
+                      frame=frame_base | (number + 1), offset=r.offset)
+            break
+        if not r.need(16 + caplen):
+            info.note("capture.truncated_file",
+                      f"file ends inside a record: {len(r.buf) - r.pos - 16} "
+                      f"of {caplen} bytes present",
+                      frame=frame_base | (number + 1), offset=r.offset)
+            break
+        start = r.pos + 16
+        number += 1
+        r.pos = start + caplen
+        info.records = number
+        yield (frame_base | number, sec * 1_000_000_000 + frac * ts_unit,
+               linktype, r.buf[start:start + caplen], origlen)
+
+
+# pcapng block types (draft-ietf-opsawg-pcapng, section 4 onwards)
+_SHB = 0x0A0D0D0A
+_IDB = 1
+_OPB = 2  # obsolete packet block
+_SPB = 3
+_NRB = 4
+_ISB = 5
+_EPB = 6
+_KNOWN_SKIPPED = {_NRB, _ISB, 0x0A, 0xBAD, 0x40000BAD, 0x80000001}
+
+
+@dataclass(slots=True)
+class _Interface:
+    linktype: int
+    snaplen: int
+    ts_unit_ns: float = 1000.0  # default if_tsresol 6: microseconds
+    ts_offset_ns: int = 0
+
+
+def _tsresol_ns(code: int) -> float:
+    """Nanoseconds per tick for an if_tsresol option value."""
+    if code & 0x80:
+        return 1e9 / (1 << (code & 0x7F))
+    return 10.0 ** (9 - code)
+
+
+def _parse_idb(body: bytes, order: str) -> _Interface:
+    linktype, _, snaplen = struct.unpack_from(order + "HHI", body, 0)
+    iface = _Interface(linktype, snaplen)
+    pos = 8
+    while pos + 4 <= len(body):
+        code, length = struct.unpack_from(order + "HH", body, pos)
+        value = body[pos + 4:pos + 4 + length]
+        if code == 0:
+            break
+        if code == 9 and length >= 1:
+            iface.ts_unit_ns = _tsresol_ns(value[0])
+        elif code == 14 and length == 8:
+            iface.ts_offset_ns = struct.unpack(order + "q", value)[0] * 1_000_000_000
+        pos += 4 + ((length + 3) & ~3)
+    return iface
+
+
+def _read_pcapng(r: _BlockReader, info: CaptureInfo,
+                 frame_base: int) -> Iterator[RecordTuple]:
+    """pcapng: sections of blocks; packets refer to their interface."""
+    order = "<"
+    interfaces: list[_Interface] = []
+    number = 0
+    while True:
+        if not r.need(12):
+            if len(r.buf) - r.pos:
+                info.note("capture.truncated_file",
+                          "file ends inside a block header",
+                          frame=frame_base | (number + 1), offset=r.offset)
+            break
+        block_type = struct.unpack_from(order + "I", r.buf, r.pos)[0]
+
+        # Step 1: a section header fixes the byte order of what follows.
+        if block_type == _SHB:
+            bom = r.buf[r.pos + 8:r.pos + 12]
+            if bom == b"\x4d\x3c\x2b\x1a":
+                order = "<"
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                order = ">"
+            else:
+                raise CaptureFormatError(
+                    info.path, f"pcapng section header with byte-order magic "
+                    f"{bom.hex()}", offset=r.offset)
+            interfaces = []
+        length = struct.unpack_from(order + "I", r.buf, r.pos + 4)[0]
+        if length < 12 or length % 4 or length > MAX_RECORD + 64:
+            if number == 0 and block_type == _SHB and not info.link_types:
+                raise CaptureFormatError(
+                    info.path, f"pcapng section header length {length} is "
+                    "impossible", offset=r.offset)
+            info.note("capture.bad_record",
+                      f"block length {length} is impossible; the rest of "
+                      "the file cannot be framed",
+                      frame=frame_base | (number + 1), offset=r.offset)
+            break
+        if not r.need(length):
+            info.note("capture.truncated_file",
+                      f"file ends inside a block: {len(r.buf) - r.pos} of "
+                      f"{length} bytes present",
+                      frame=frame_base | (number + 1), offset=r.offset)
+            break
+        offset = r.offset
+        body = r.buf[r.pos + 8:r.pos + length - 4]
+        r.pos += length
+
+        # Step 2: packets, in any of the three packet block forms.
+        if block_type == _EPB or block_type == _OPB:
+            if block_type == _EPB:
+                iface_id, hi, lo, caplen, origlen = struct.unpack_from(
+                    order + "IIIII", body, 0)
+            else:
+                iface_id, _, hi, lo, caplen, origlen = struct.unpack_from(
+                    order + "HHIIII", body, 0)
+            number += 1
+            info.records = number
+            if iface_id >= len(interfaces) or caplen > len(body) - 20:
+                info.note("capture.bad_record",
+                          f"packet block names interface {iface_id} or "
+                          f"length {caplen} that does not exist",
+                          frame=frame_base | number, offset=offset)
+                continue
+            iface = interfaces[iface_id]
+            ts = int(((hi << 32) | lo) * iface.ts_unit_ns) + iface.ts_offset_ns
+            yield (frame_base | number, ts, iface.linktype,
+                   body[20:20 + caplen], origlen)
+        elif block_type == _SPB:
+            number += 1
+            info.records = number
+            if not interfaces:
+                info.note("capture.bad_record",
+                          "simple packet block before any interface",
+                          frame=frame_base | number, offset=offset)
+                continue
+            origlen = struct.unpack_from(order + "I", body, 0)[0]
+            iface = interfaces[0]
+            caplen = min(origlen, len(body) - 4)
+            if iface.snaplen:
+                caplen = min(caplen, iface.snaplen)
+            # A simple packet block carries no timestamp.
+            yield (frame_base | number, 0, iface.linktype,
+                   body[4:4 + caplen], origlen)
+        elif block_type == _IDB:
+            iface = _parse_idb(body, order)
+            interfaces.append(iface)
+            if iface.linktype not in info.link_types:
+                info.link_types.append(iface.linktype)
+        elif block_type != _SHB and block_type not in _KNOWN_SKIPPED:
+            info.note("capture.unknown_block",
+                      f"block type {block_type:#x} skipped",
+                      frame=None, offset=offset)
+
+
+def sniff_format(path: str) -> str:
+    """``"pcap"``, ``"pcapng"`` or ``""`` from the first bytes of ``path``."""
+    try:
+        with open(path, "rb") as raw:
+            head = raw.read(2)
+            raw.seek(0)
+            stream: BinaryIO = (
+                gzip.GzipFile(fileobj=raw) if head == _GZIP_MAGIC
+                else raw)
+            magic = stream.read(4)
+    except (OSError, EOFError):
+        return ""
+    if magic in _PCAP_MAGIC:
+        return "pcap"
+    return "pcapng" if magic == _PCAPNG_SHB else ""
+
+

@@ -1,0 +1,685 @@
+"""Rebuild each direction of each TCP connection as a byte stream.
+
+The :class:`Reassembler` is sans-IO: it is handed decoded segments
+(:class:`~fcgiforensics.capture.packets.TcpSegment` fields plus frame id
+and timestamp) and hands the in-order bytes of every direction to a
+:class:`StreamSink` chosen per connection.  It never fills a gap and never
+picks between differing copies silently:
+
+* bytes the capture lacks become :class:`StreamGap` records (and a
+  ``gap`` call on the sink), whether the peer acknowledged them, a
+  snaplen cut them, or they were never seen at all;
+* a retransmission whose bytes differ from the copy already delivered
+  becomes an :class:`OverlapConflict` keeping both versions and their
+  frames; the stream carries the first copy, which is what a receiver
+  that already queued those bytes keeps.
+
+Stream offsets are 64-bit and count from the first byte after the SYN
+(or the first byte seen, for connections caught mid-stream), so the
+32-bit sequence wraparound never reaches the layers above.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from array import array
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..anomalies import Anomaly
+from ..capture.packets import TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN
+from ..decoders.base import Direction
+
+__all__ = [
+    "StreamSink",
+    "StreamGap",
+    "OverlapConflict",
+    "HalfStream",
+    "Connection",
+    "ReassemblyLimits",
+    "Reassembler",
+]
+
+log = logging.getLogger(__name__)
+
+_SEQ_MOD = 1 << 32
+_SEQ_HALF = 1 << 31
+
+
+class StreamSink(Protocol):
+    """Receives one connection's bytes in stream order (a decoder, say)."""
+
+    def feed(self, direction: Direction, offset: int, data: bytes) -> object:
+        ...
+
+    def gap(self, direction: Direction, offset: int, length: int) -> object:
+        ...
+
+    def end(self, direction: Direction, offset: int) -> object:
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StreamGap:
+    """Stream bytes ``[offset, offset + length)`` that the capture lacks.
+
+    ``reason`` says how the gap is known: ``"acked"`` (the peer
+    acknowledged bytes the capture never showed), ``"snaplen"`` (the frame
+    was captured cut short), ``"unseen"`` (later bytes arrived but these
+    never did, up to the end of the capture), ``"limit"`` (too many bytes
+    waited behind the hole; see :class:`ReassemblyLimits`).
+    ``before_frame``/``after_frame`` are the frames on each side of it.
+    """
+
+    offset: int
+    length: int
+    reason: str
+    before_frame: int | None
+    after_frame: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class OverlapConflict:
+    """Two captured copies of the same stream bytes that differ.
+
+    ``first`` was captured earlier and is what the stream carries;
+    ``second`` came later in ``second_frame``.  ``receiver_kept`` is
+    ``"first"`` when the first copy had already been delivered in order
+    (a receiver discards a retransmission of bytes it has), or
+    ``"unknown"`` when both were waiting out of order, where the choice
+    depends on the receiver's TCP stack.
+    """
+
+    offset: int
+    first: bytes
+    second: bytes
+    first_frames: tuple[int, ...]
+    second_frame: int
+    receiver_kept: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReassemblyLimits:
+    """Bounds that keep a hostile or broken capture from taking the memory.
+
+    ``pending_bytes``: out-of-order bytes one direction may hold while
+    waiting for a hole to fill.  Linux caps a receive window at a few
+    MiB by default (tcp_rmem), so 64 MiB waiting means the hole will not
+    be filled by anything the receiver would accept.
+
+    ``retained_bytes``: delivered bytes kept to compare retransmissions
+    against.  Retransmissions can only cover unacknowledged data, which
+    is bounded by the window; 16 MiB leaves room for large windows.
+
+    ``connections``: connections followed at once; beyond, new ones are
+    counted and ignored, so a port scan cannot exhaust memory.
+    """
+
+    pending_bytes: int = 64 * 1024 * 1024
+    retained_bytes: int = 16 * 1024 * 1024
+    connections: int = 1_000_000
+
+
+class HalfStream:
+    """One direction of a connection: its bytes' evidence and statistics."""
+
+    __slots__ = (
+        "direction", "base", "next", "started", "syn_frame", "fin_offset",
+        "ended", "pending", "pending_bytes", "peer_acked",
+        "retained_starts", "retained_chunks", "retained_bytes", "retained_head",
+        "seg_offsets", "seg_lengths", "seg_frames", "seg_times",
+        "gaps", "conflicts", "packets", "payload_bytes", "retransmissions",
+        "out_of_order", "keepalives", "first_time", "last_time", "last_frame",
+        "rst", "fin",
+    )
+
+    def __init__(self, direction: Direction) -> None:
+        self.direction = direction
+        self.base = 0  # sequence number of stream offset 0
+        self.next = 0  # next expected stream offset
+        self.started = False
+        self.syn_frame: int | None = None
+        self.fin_offset: int | None = None
+        self.ended = False
+        self.fin = False
+        self.rst = False
+        # Out-of-order segments: offset -> (data, frame, time).
+        self.pending: dict[int, tuple[bytes, int, int]] = {}
+        self.pending_bytes = 0
+        self.peer_acked = -1
+        # Recently delivered bytes, to compare retransmissions against.
+        self.retained_starts: list[int] = []
+        self.retained_chunks: list[tuple[bytes, int]] = []
+        self.retained_bytes = 0
+        self.retained_head = 0
+        # Where every delivered byte came from (parallel arrays).
+        self.seg_offsets = array("q")
+        self.seg_lengths = array("l")
+        self.seg_frames = array("q")
+        self.seg_times = array("q")
+        self.gaps: list[StreamGap] = []
+        self.conflicts: list[OverlapConflict] = []
+        self.packets = 0
+        self.payload_bytes = 0
+        self.retransmissions = 0
+        self.out_of_order = 0
+        self.keepalives = 0
+        self.first_time: int | None = None
+        self.last_time: int | None = None
+        self.last_frame: int | None = None
+
+    @property
+    def length(self) -> int:
+        """Stream bytes accounted for: delivered plus declared gaps."""
+        return self.next
+
+    def frames_for(self, start: int, end: int) -> list[int]:
+        """Frames whose delivered bytes fall in ``[start, end)``, in order."""
+        offsets = self.seg_offsets
+        i = max(bisect.bisect_right(offsets, start) - 1, 0)
+        out: list[int] = []
+        for j in range(i, len(offsets)):
+            s = offsets[j]
+            if s >= end:
+                break
+            if s + self.seg_lengths[j] > start:
+                out.append(self.seg_frames[j])
+        return out
+
+    def time_at(self, offset: int) -> int | None:
+        """Capture time (ns) of the frame that carried stream ``offset``."""
+        i = bisect.bisect_right(self.seg_offsets, offset) - 1
+        if i < 0:
+            return None
+        if offset >= self.seg_offsets[i] + self.seg_lengths[i]:
+            return None
+        return self.seg_times[i]
+
+    def unobserved(self, start: int, end: int) -> list[StreamGap]:
+        """Gaps that overlap stream bytes ``[start, end)``."""
+        return [g for g in self.gaps
+                if g.offset < end and start < g.offset + g.length]
+
+
+@dataclass(slots=True)
+class Connection:
+    """One TCP connection: its endpoints and both directions' evidence.
+
+    ``client`` is the side that sent the SYN; for a connection caught
+    mid-stream (``midstream`` True) it is the side with the higher port,
+    a guess the protocol decoders may correct.
+    """
+
+    index: int
+    client: tuple[bytes, int]
+    server: tuple[bytes, int]
+    first_frame: int
+    first_time: int
+    midstream: bool
+    halves: tuple[HalfStream, HalfStream] = field(
+        default_factory=lambda: (HalfStream(Direction.TO_SERVER),
+                                 HalfStream(Direction.TO_CLIENT)))
+    anomalies: list[Anomaly] = field(default_factory=list)
+    sink: StreamSink | None = None
+    closed: bool = False
+
+    @property
+    def to_server(self) -> HalfStream:
+        return self.halves[Direction.TO_SERVER]
+
+    @property
+    def to_client(self) -> HalfStream:
+        return self.halves[Direction.TO_CLIENT]
+
+    @property
+    def last_time(self) -> int:
+        times = [h.last_time for h in self.halves if h.last_time is not None]
+        return max(times, default=self.first_time)
+
+    @property
+    def last_frame(self) -> int:
+        frames = [h.last_frame for h in self.halves if h.last_frame is not None]
+        return max(frames, default=self.first_frame)
+
+    def label(self) -> str:
+        """``"127.0.0.1:51234 -> 127.0.0.1:8080"`` as the report prints it."""
+        return f"{format_endpoint(*self.client)} -> {format_endpoint(*self.server)}"
+
+
+def format_address(addr: bytes) -> str:
+    """Dotted IPv4 or compressed IPv6 text for raw address bytes."""
+    import ipaddress
+
+    return str(ipaddress.ip_address(addr))
+
+
+def format_endpoint(addr: bytes, port: int) -> str:
+    text = format_address(addr)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
+class Reassembler:
+    """Follows every TCP connection of one capture leg.
+
+    ``sink_for(connection)`` is called once per new connection and may
+    return a :class:`StreamSink` (a protocol decoder) or None to only keep
+    statistics and evidence.  Feed segments with :meth:`add` in capture
+    order, then call :meth:`finish` once.
+    """
+
+    def __init__(self, sink_for: object = None, *, capture: str = "",
+                 limits: ReassemblyLimits | None = None) -> None:
+        self._sink_for = sink_for
+        self.capture = capture
+        self.limits = limits or ReassemblyLimits()
+        self.connections: list[Connection] = []
+        # (src, sport, dst, dport) -> (connection, direction of that flow)
+        self._flows: dict[tuple[bytes, int, bytes, int],
+                          tuple[Connection, Direction]] = {}
+        self.ignored_connections = 0
+
+    # -- public entry points -------------------------------------------
+
+    def add(self, frame: int, ts: int, src: bytes, sport: int, dst: bytes,
+            dport: int, seq: int, ack: int, flags: int, payload: bytes,
+            missing: int = 0) -> None:
+        """Take one captured TCP segment."""
+        found = self._flows.get((src, sport, dst, dport))
+        if found is None or (flags & TCP_SYN and not flags & TCP_ACK
+                             and self._is_new_syn(found, seq)):
+            found = self._open(frame, ts, src, sport, dst, dport, seq, flags,
+                               payload)
+            if found is None:
+                return
+        conn, direction = found
+        half = conn.halves[direction]
+        peer = conn.halves[1 - direction]
+
+        # Step 1: bookkeeping common to every segment.
+        half.packets += 1
+        if half.first_time is None:
+            half.first_time = ts
+        half.last_time = ts
+        half.last_frame = frame
+
+        # Step 2: SYN fixes where stream offset 0 lies.
+        if flags & TCP_SYN:
+            if not half.started:
+                half.base = (seq + 1) % _SEQ_MOD
+                half.started = True
+                half.syn_frame = frame
+            return
+        if not half.started:
+            half.base = seq
+            half.started = True
+
+        # Step 3: the ACK tells what the peer received, which finds the
+        # holes that the capture (not the network) lost.
+        if flags & TCP_ACK and peer.started:
+            acked = self._unwrap(peer, ack)
+            if peer.fin_offset is not None:
+                acked = min(acked, peer.fin_offset)  # the FIN takes one number
+            if acked > peer.peer_acked:
+                peer.peer_acked = acked
+                self._trim_retained(peer)
+                if peer.pending and acked > peer.next:
+                    self._declare_acked_gap(conn, peer, acked)
+
+        # Step 4: the payload, if any, then FIN and RST.
+        offset = self._unwrap(half, seq)
+        if payload or missing:
+            self._data(conn, half, offset, payload, missing, frame, ts)
+        if flags & TCP_FIN and half.fin_offset is None:
+            half.fin = True
+            half.fin_offset = offset + len(payload) + missing
+            self._maybe_end(conn, half)
+        if flags & TCP_RST:
+            half.rst = True
+            conn.anomalies.append(self._anomaly(
+                conn, half, "tcp.rst", "connection reset", offset, frame))
+            self._flush(conn, half, "unseen")
+            self._end(conn, half)
+            self._flush(conn, peer, "unseen")
+            self._end(conn, peer)
+            conn.closed = True
+
+    def finish(self) -> None:
+        """The capture is over: declare what never came, end every stream."""
+        for conn in self.connections:
+            for half in conn.halves:
+                self._flush(conn, half, "unseen")
+                self._end(conn, half)
+            close = getattr(conn.sink, "close", None)
+            if close is not None:
+                close()
+
+    # -- connections ----------------------------------------------------
+
+    def _is_new_syn(self, found: tuple[Connection, Direction], seq: int) -> bool:
+        conn, direction = found
+        half = conn.halves[direction]
+        if half.syn_frame is None:
+            return conn.closed or half.started
+        return (seq + 1) % _SEQ_MOD != half.base
+
+    def _open(self, frame: int, ts: int, src: bytes, sport: int, dst: bytes,
+              dport: int, seq: int, flags: int,
+              payload: bytes) -> tuple[Connection, Direction] | None:
+        if len(self.connections) >= self.limits.connections:
+            self.ignored_connections += 1
+            return None
+
+        # Who is the client?  The SYN sender; mid-stream, a SYN-ACK
+        # sender is the server, otherwise guess the higher port.
+        syn_only = bool(flags & TCP_SYN) and not flags & TCP_ACK
+        midstream = not syn_only
+        if syn_only or (not flags & TCP_SYN and sport > dport):
+            client, server, direction = (src, sport), (dst, dport), \
+                Direction.TO_SERVER
+        else:
+            client, server, direction = (dst, dport), (src, sport), \
+                Direction.TO_CLIENT
+
+        # A new SYN on a 4-tuple in use ends the old connection first.
+        old = self._flows.get((src, sport, dst, dport))
+        if old is not None:
+            old_conn = old[0]
+            for half in old_conn.halves:
+                self._flush(old_conn, half, "unseen")
+                self._end(old_conn, half)
+            old_conn.closed = True
+
+        conn = Connection(len(self.connections), client, server, frame, ts,
+                          midstream)
+        if midstream:
+            conn.anomalies.append(Anomaly(
+                "tcp.midstream", "connection first seen without its SYN",
+                capture=self.capture, connection=conn.label(),
+                first_frame=frame, last_frame=frame))
+        self.connections.append(conn)
+        self._flows[(client[0], client[1], server[0], server[1])] = (
+            conn, Direction.TO_SERVER)
+        self._flows[(server[0], server[1], client[0], client[1])] = (
+            conn, Direction.TO_CLIENT)
+        if callable(self._sink_for):
+            conn.sink = self._sink_for(conn)
+        log.debug("connection %d opened at frame %d", conn.index, frame)
+        return conn, direction
+
+    # -- sequence numbers -----------------------------------------------
+
+    @staticmethod
+    def _unwrap(half: HalfStream, seq: int) -> int:
+        """The 64-bit stream offset of ``seq``, nearest to ``half.next``."""
+        rel = (seq - half.base) % _SEQ_MOD
+        delta = (rel - half.next + _SEQ_HALF) % _SEQ_MOD - _SEQ_HALF
+        return half.next + delta
+
+    # -- data -------------------------------------------------------------
+
+    def _data(self, conn: Connection, half: HalfStream, offset: int,
+              data: bytes, missing: int, frame: int, ts: int) -> None:
+        half.payload_bytes += len(data)
+        end = offset + len(data) + missing
+
+        # A keep-alive probe repeats the byte before the next expected
+        # one (RFC 9293 section 3.8.4); it carries no stream data.
+        if len(data) + missing <= 1 and offset == half.next - 1:
+            half.keepalives += 1
+            return
+
+        # In order: deliver at once (the common case, kept short).
+        if offset == half.next:
+            self._deliver(conn, half, offset, data, frame, ts)
+            if missing:
+                self._gap(conn, half, offset + len(data), missing, "snaplen",
+                          frame, frame)
+            if half.pending:
+                self._drain(conn, half)
+            self._maybe_end(conn, half)
+            return
+
+        if offset < half.next:
+            # Old bytes again: compare what overlaps, deliver what is new.
+            half.retransmissions += 1
+            if offset < 0 and conn.midstream:
+                conn.anomalies.append(self._anomaly(
+                    conn, half, "tcp.before_start",
+                    f"{-offset} bytes before the first byte seen", offset,
+                    frame))
+            overlap = min(end, half.next) - offset
+            self._compare(conn, half, offset, data[:overlap], frame)
+            if end > half.next:
+                cut = half.next - offset
+                self._deliver(conn, half, half.next, data[cut:], frame, ts)
+                if missing and half.next < end:
+                    self._gap(conn, half, half.next, end - half.next,
+                              "snaplen", frame, frame)
+                if half.pending:
+                    self._drain(conn, half)
+                self._maybe_end(conn, half)
+            return
+
+        # Ahead of a hole: wait for the hole to fill.
+        half.out_of_order += 1
+        if half.fin_offset is not None and offset >= half.fin_offset:
+            conn.anomalies.append(self._anomaly(
+                conn, half, "tcp.data_after_fin",
+                f"{len(data)} bytes after the FIN", offset, frame))
+            return
+        held = half.pending.get(offset)
+        if held is not None:
+            if held[0] != data[:len(held[0])] and data != held[0][:len(data)]:
+                self._conflict(conn, half, offset, held[0], data, (held[1],),
+                               frame, "unknown")
+            if len(data) <= len(held[0]):
+                return
+            half.pending_bytes -= len(held[0])
+        if missing and offset + len(data) not in half.pending:
+            # Keep the cut-off tail known: a placeholder key past the data
+            # (negative frame; the length rides in the time field).
+            half.pending[offset + len(data)] = (b"", -frame, missing)
+        half.pending[offset] = (data, frame, ts)
+        half.pending_bytes += len(data)
+        if half.pending_bytes > self.limits.pending_bytes:
+            first = min(half.pending)
+            self._gap(conn, half, half.next, first - half.next, "limit",
+                      half.last_frame, half.pending[first][1])
+            conn.anomalies.append(self._anomaly(
+                conn, half, "tcp.pending_limit",
+                f"{half.pending_bytes} bytes waited behind a hole",
+                half.next, frame))
+            self._drain(conn, half)
+        elif half.peer_acked > half.next:
+            self._declare_acked_gap(conn, half, half.peer_acked)
+
+    def _deliver(self, conn: Connection, half: HalfStream, offset: int,
+                 data: bytes, frame: int, ts: int) -> None:
+        """Hand in-order bytes to the sink and index where they came from."""
+        if not data:
+            return
+        half.seg_offsets.append(offset)
+        half.seg_lengths.append(len(data))
+        half.seg_frames.append(frame)
+        half.seg_times.append(ts)
+        half.retained_starts.append(offset)
+        half.retained_chunks.append((data, frame))
+        half.retained_bytes += len(data)
+        if half.retained_bytes > self.limits.retained_bytes:
+            self._trim_retained(half, force=True)
+        half.next = offset + len(data)
+        if conn.sink is not None:
+            conn.sink.feed(half.direction, offset, data)
+
+    def _drain(self, conn: Connection, half: HalfStream) -> None:
+        """Deliver the waiting segments that are now in order."""
+        pending = half.pending
+        while pending:
+            first = min(pending)
+            if first > half.next:
+                return
+            data, frame, ts = pending.pop(first)
+            if frame < 0:  # a snaplen placeholder: ts holds the length
+                end = first + ts
+                if end > half.next:
+                    self._gap(conn, half, half.next, end - half.next,
+                              "snaplen", -frame, -frame)
+                continue
+            half.pending_bytes -= len(data)
+            end = first + len(data)
+            if end <= half.next:
+                half.retransmissions += 1
+                self._compare(conn, half, first, data, frame)
+                continue
+            cut = half.next - first
+            if cut:
+                self._compare(conn, half, first, data[:cut], frame)
+            self._deliver(conn, half, half.next, data[cut:], frame, ts)
+
+    def _declare_acked_gap(self, conn: Connection, half: HalfStream,
+                           acked: int) -> None:
+        """The receiver has bytes the capture never showed: a gap."""
+        first = min(half.pending)
+        end = min(acked, first)
+        if end > half.next:
+            after = half.pending[first][1]
+            self._gap(conn, half, half.next, end - half.next, "acked",
+                      half.last_frame, abs(after))
+            self._drain(conn, half)
+
+    def _flush(self, conn: Connection, half: HalfStream, reason: str) -> None:
+        """Declare every remaining hole and deliver what waited behind it."""
+        while half.pending:
+            first = min(half.pending)
+            if first > half.next:
+                after = half.pending[first][1]
+                self._gap(conn, half, half.next, first - half.next, reason,
+                          half.last_frame, abs(after))
+            self._drain(conn, half)
+        if half.peer_acked > half.next:
+            self._gap(conn, half, half.next, half.peer_acked - half.next,
+                      "acked", half.last_frame, None)
+        if half.fin_offset is not None and half.fin_offset > half.next:
+            self._gap(conn, half, half.next, half.fin_offset - half.next,
+                      reason, half.last_frame, None)
+
+    def _gap(self, conn: Connection, half: HalfStream, offset: int,
+             length: int, reason: str, before: int | None,
+             after: int | None) -> None:
+        if length <= 0:
+            return
+        gap = StreamGap(offset, length, reason, before, after)
+        half.gaps.append(gap)
+        half.next = offset + length
+        conn.anomalies.append(self._anomaly(
+            conn, half, "tcp.gap",
+            f"{length} bytes not in the capture ({reason})", offset,
+            after if after is not None else before))
+        if conn.sink is not None:
+            conn.sink.gap(half.direction, offset, length)
+
+    # -- overlaps -------------------------------------------------------------
+
+    def _compare(self, conn: Connection, half: HalfStream, offset: int,
+                 data: bytes, frame: int) -> None:
+        """Compare a retransmitted copy with the bytes already delivered."""
+        if not data:
+            return
+        end = offset + len(data)
+
+        # Bytes landing in a range already declared a gap came too late
+        # to be delivered: say so, and never merge them in.
+        late = 0
+        for gap in half.unobserved(offset, end):
+            late += min(end, gap.offset + gap.length) - max(offset, gap.offset)
+        if late:
+            conn.anomalies.append(self._anomaly(
+                conn, half, "tcp.late_data",
+                f"{late} bytes arrived after their range was declared a gap",
+                offset, frame))
+
+        # Walk the retained chunks that overlap the copy.
+        starts = half.retained_starts
+        i = max(bisect.bisect_right(starts, offset) - 1, half.retained_head)
+        compared = 0
+        while i < len(starts) and starts[i] < end:
+            chunk, first_frame = half.retained_chunks[i]
+            lo = max(offset, starts[i])
+            hi = min(end, starts[i] + len(chunk))
+            if lo < hi:
+                old = chunk[lo - starts[i]:hi - starts[i]]
+                new = data[lo - offset:hi - offset]
+                compared += hi - lo
+                if old != new:
+                    self._conflict(conn, half, lo, old, new, (first_frame,),
+                                   frame, "first")
+            i += 1
+        if compared + late < len(data):
+            conn.anomalies.append(self._anomaly(
+                conn, half, "tcp.overlap_unverified",
+                f"{len(data) - compared - late} retransmitted bytes no longer "
+                "kept to compare", offset, frame))
+
+    def _conflict(self, conn: Connection, half: HalfStream, offset: int,
+                  first: bytes, second: bytes, first_frames: tuple[int, ...],
+                  frame: int, kept: str) -> None:
+        # Narrow to the bytes that really differ, keeping both versions.
+        n = min(len(first), len(second))
+        lo = 0
+        while lo < n and first[lo] == second[lo]:
+            lo += 1
+        hi = n
+        while hi > lo and first[hi - 1] == second[hi - 1]:
+            hi -= 1
+        if lo == hi and len(first) == len(second):
+            return
+        conflict = OverlapConflict(offset + lo, first[lo:hi], second[lo:hi],
+                                   first_frames, frame, kept)
+        half.conflicts.append(conflict)
+        conn.anomalies.append(self._anomaly(
+            conn, half, "tcp.overlap_conflict",
+            f"{hi - lo} retransmitted bytes differ from the first copy "
+            f"(receiver kept: {kept})", offset + lo, frame))
+
+    def _trim_retained(self, half: HalfStream, force: bool = False) -> None:
+        """Forget delivered bytes that can no longer be retransmitted."""
+        keep_from = half.peer_acked - 65536  # slack for late duplicates
+        starts = half.retained_starts
+        chunks = half.retained_chunks
+        head = half.retained_head
+        while head < len(starts):
+            end = starts[head] + len(chunks[head][0])
+            if end > keep_from and not (
+                    force and half.retained_bytes > self.limits.retained_bytes):
+                break
+            half.retained_bytes -= len(chunks[head][0])
+            chunks[head] = (b"", chunks[head][1])
+            head += 1
+        if head > 4096 and head * 2 > len(starts):
+            del starts[:head]
+            del chunks[:head]
+            head = 0
+        half.retained_head = head
+
+    # -- ends ---------------------------------------------------------------
+
+    def _maybe_end(self, conn: Connection, half: HalfStream) -> None:
+        if half.fin_offset is not None and half.next >= half.fin_offset:
+            self._end(conn, half)
+
+    def _end(self, conn: Connection, half: HalfStream) -> None:
+        if half.ended:
+            return
+        half.ended = True
+        if conn.sink is not None:
+            conn.sink.end(half.direction, half.next)
+        if all(h.ended for h in conn.halves):
+            conn.closed = True
+
+    def _anomaly(self, conn: Connection, half: HalfStream, name: str,
+                 detail: str, offset: int, frame: int | None) -> Anomaly:
+        return Anomaly(name, detail, capture=self.capture,
+                       connection=conn.label(), direction=half.direction.label,
+                       stream_offset=offset, first_frame=frame,
+                       last_frame=frame)
