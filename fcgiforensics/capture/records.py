@@ -240,15 +240,20 @@ _KNOWN_SKIPPED = {_NRB, _ISB, 0x0A, 0xBAD, 0x40000BAD, 0x80000001}
 class _Interface:
     linktype: int
     snaplen: int
-    ts_unit_ns: float = 1000.0  # default if_tsresol 6: microseconds
+    # ns = ticks * ts_mul // ts_div, in integers: a float would lose the
+    # nanoseconds of a 2020s timestamp (about 1.7e18 ns).
+    ts_mul: int = 1000  # default if_tsresol 6: microseconds
+    ts_div: int = 1
     ts_offset_ns: int = 0
 
 
-def _tsresol_ns(code: int) -> float:
-    """Nanoseconds per tick for an if_tsresol option value."""
+def _tsresol(code: int) -> tuple[int, int]:
+    """(multiplier, divisor) turning ticks into ns for an if_tsresol value."""
     if code & 0x80:
-        return 1e9 / (1 << (code & 0x7F))
-    return 10.0 ** (9 - code)
+        return 1_000_000_000, 1 << (code & 0x7F)
+    if code <= 9:
+        return 10 ** (9 - code), 1
+    return 1, 10 ** (code - 9)
 
 
 def _parse_idb(body: bytes, order: str) -> _Interface:
@@ -261,7 +266,7 @@ def _parse_idb(body: bytes, order: str) -> _Interface:
         if code == 0:
             break
         if code == 9 and length >= 1:
-            iface.ts_unit_ns = _tsresol_ns(value[0])
+            iface.ts_mul, iface.ts_div = _tsresol(value[0])
         elif code == 14 and length == 8:
             iface.ts_offset_ns = struct.unpack(order + "q", value)[0] * 1_000_000_000
         pos += 4 + ((length + 3) & ~3)
@@ -333,7 +338,8 @@ def _read_pcapng(r: _BlockReader, info: CaptureInfo,
                           frame=frame_base | number, offset=offset)
                 continue
             iface = interfaces[iface_id]
-            ts = int(((hi << 32) | lo) * iface.ts_unit_ns) + iface.ts_offset_ns
+            ts = (((hi << 32) | lo) * iface.ts_mul // iface.ts_div
+                  + iface.ts_offset_ns)
             yield (frame_base | number, ts, iface.linktype,
                    body[20:20 + caplen], origlen)
         elif block_type == _SPB:

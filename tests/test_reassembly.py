@@ -1,0 +1,270 @@
+"""TCP reassembly: the delivered stream and the evidence of what is missing."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fcgiforensics.decoders.base import Direction
+from fcgiforensics.testing import ACK, FIN, RST, SYN, Conversation, Frame
+
+from .conftest import follow_frames
+
+SERVER_DATA = bytes(random.Random(7).randbytes(20_000))
+REQUEST = b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n"
+
+
+def _exchange(**kw: object) -> tuple[Conversation, list[Frame], list[Frame]]:
+    """A connection whose server sends SERVER_DATA; returns the data frames."""
+    conv = Conversation(**kw)  # type: ignore[arg-type]
+    conv.handshake()
+    req = conv.send_to_server(REQUEST)
+    data = conv.send_to_client(SERVER_DATA)
+    return conv, req, data
+
+
+def test_in_order_stream_is_delivered_whole(tmp_path: Path) -> None:
+    """An undamaged connection yields both directions byte for byte, no
+    anomalies, and each direction ends at its FIN."""
+    conv, _, _ = _exchange()
+    conv.ack_to_client()
+    conv.close()
+    out = follow_frames(tmp_path, conv.frames())
+    [conn] = out.connections
+    [sink] = out.sinks
+    assert bytes(sink.data[0]) == REQUEST
+    assert bytes(sink.data[1]) == SERVER_DATA
+    assert conn.anomalies == []
+    assert sorted(sink.ends) == [(Direction.TO_SERVER, len(REQUEST)),
+                                 (Direction.TO_CLIENT, len(SERVER_DATA))]
+    assert conn.to_client.fin and conn.to_server.fin
+    assert not conn.midstream
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32), dup=st.floats(0, 0.5),
+       mss=st.integers(200, 3000))
+def test_any_reordering_or_duplication_gives_the_same_stream(
+        tmp_path: Path, seed: int, dup: float, mss: int) -> None:
+    """Reordering and duplicating data segments changes neither the stream
+    nor the evidence: no gap, no conflict."""
+    conv = Conversation(mss=mss)
+    conv.handshake()
+    conv.send_to_server(REQUEST)
+    data = conv.send_to_client(SERVER_DATA)
+    head = conv.frames()[:len(conv.frames()) - len(data)]
+    rng = random.Random(seed)
+    shuffled = list(data)
+    rng.shuffle(shuffled)
+    shuffled += [f for f in data if rng.random() < dup]
+    rng.shuffle(shuffled)
+    conv2 = Conversation(mss=mss)
+    conv2._frames = head + shuffled  # noqa: SLF001 - same sequence space
+    conv2._cseq = conv._cseq  # noqa: SLF001
+    conv2._sseq = conv._sseq  # noqa: SLF001
+    conv2.ack_to_client()
+    conv2.close()
+    out = follow_frames(tmp_path, conv2.frames())
+    [conn] = out.connections
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+    assert not conn.to_client.gaps and not conn.to_client.conflicts
+    assert {a.name for a in conn.anomalies} <= set()
+
+
+def test_segment_lost_by_the_capture_is_an_acked_gap(tmp_path: Path) -> None:
+    """Bytes the receiver acknowledged but the capture never saw become a gap
+    of reason 'acked' with the frames around it; nothing is zero-filled into
+    the evidence as data."""
+    conv, _, data = _exchange()
+    conv.ack_to_client()
+    conv.close()
+    lost = data[3]
+    frames = [f for f in conv.frames() if f is not lost]
+    out = follow_frames(tmp_path, frames)
+    [conn] = out.connections
+    [gap] = conn.to_client.gaps
+    assert (gap.offset, gap.length, gap.reason) == (3 * 1448, 1448, "acked")
+    assert out.sinks[0].gaps == [(Direction.TO_CLIENT, 3 * 1448, 1448)]
+    assert [a.name for a in conn.anomalies] == ["tcp.gap"]
+    stream = bytes(out.sinks[0].data[1])
+    assert stream[:3 * 1448] == SERVER_DATA[:3 * 1448]
+    assert stream[4 * 1448:] == SERVER_DATA[4 * 1448:]
+    # The frames around the hole: the one before carried bytes up to it.
+    assert gap.after_frame is not None
+    assert conn.to_client.frames_for(3 * 1448, 4 * 1448) == []
+
+
+def test_hole_never_acknowledged_is_unseen_at_capture_end(tmp_path: Path) -> None:
+    """A hole with data after it and no ACK over it is declared 'unseen'
+    when the capture ends."""
+    conv, _, data = _exchange()
+    frames = [f for f in conv.frames() if f is not data[2]]
+    out = follow_frames(tmp_path, frames)
+    [gap] = out.connections[0].to_client.gaps
+    assert (gap.offset, gap.length, gap.reason) == (2 * 1448, 1448, "unseen")
+
+
+def test_snaplen_cut_bytes_are_unobserved_not_zero(tmp_path: Path) -> None:
+    """Payload cut off by the snaplen becomes a 'snaplen' gap of exactly the
+    missing bytes, and the stream keeps its length."""
+    conv, _, _ = _exchange()
+    conv.ack_to_client()
+    conv.close()
+    frames = [f.truncated(200) for f in conv.frames()]
+    out = follow_frames(tmp_path, frames)
+    conn = out.connections[0]
+    gaps = conn.to_client.gaps
+    assert all(g.reason == "snaplen" for g in gaps)
+    assert sum(g.length for g in gaps) == len(SERVER_DATA) - 146 * len(gaps)
+    assert conn.to_client.length == len(SERVER_DATA)
+    names = {a.name for a in out.stats.anomalies}
+    assert names == {"capture.truncated_packet"}
+
+
+def test_conflicting_retransmission_keeps_both_versions(tmp_path: Path) -> None:
+    """A retransmission whose bytes differ is kept beside the first copy with
+    both frames; the stream carries the first copy, which the receiver kept."""
+    conv, _, data = _exchange()
+    forged = bytearray(SERVER_DATA[1448:2 * 1448])
+    forged[100:104] = b"EVIL"
+    retrans = conv.raw(False, 1448, bytes(forged))
+    conv.ack_to_client()
+    conv.close()
+    out = follow_frames(tmp_path, conv.frames())
+    conn = out.connections[0]
+    [conflict] = conn.to_client.conflicts
+    assert conflict.offset == 1448 + 100
+    assert conflict.second == b"EVIL"
+    assert conflict.first == SERVER_DATA[1548:1552]
+    frames = [f.data for f in conv.frames()]
+    assert conflict.first_frames == (frames.index(data[1].data) + 1,)
+    assert conflict.second_frame == frames.index(retrans.data) + 1
+    assert conflict.receiver_kept == "first"
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+    assert "tcp.overlap_conflict" in {a.name for a in conn.anomalies}
+
+
+def test_conflict_between_two_waiting_copies_is_undecided(tmp_path: Path) -> None:
+    """Two differing copies that both wait out of order are recorded with
+    receiver_kept 'unknown': which one a receiver keeps depends on its stack."""
+    conv, _, data = _exchange()
+    frames = conv.frames()
+    other = conv.raw(False, 2 * 1448, b"X" * 1448)
+    conv.ack_to_client()
+    ordered = [f for f in frames if f is not data[1]] + [other, data[1]]
+    ordered += conv.frames()[len(frames) + 1:]
+    out = follow_frames(tmp_path, ordered)
+    [conflict] = out.connections[0].to_client.conflicts
+    assert conflict.receiver_kept == "unknown"
+    assert conflict.offset == 2 * 1448
+
+
+def test_identical_retransmission_is_counted_not_reported(tmp_path: Path) -> None:
+    """A retransmission with the same bytes counts as one and adds no
+    anomaly."""
+    conv, _, data = _exchange()
+    conv._frames.append(data[4])  # noqa: SLF001 - the same frame again
+    out = follow_frames(tmp_path, conv.frames())
+    conn = out.connections[0]
+    assert conn.to_client.retransmissions == 1
+    assert conn.anomalies == []
+
+
+def test_keepalive_probe_is_not_data(tmp_path: Path) -> None:
+    """A keep-alive probe (one byte at next-1) is counted, not delivered."""
+    conv, _, _ = _exchange()
+    conv.raw(False, len(SERVER_DATA) - 1, b"\0", flags=ACK)
+    out = follow_frames(tmp_path, conv.frames())
+    conn = out.connections[0]
+    assert conn.to_client.keepalives == 1
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+
+
+def test_rst_ends_both_directions(tmp_path: Path) -> None:
+    """RST is recorded and ends both directions at once."""
+    conv, _, _ = _exchange()
+    conv.raw(True, len(REQUEST), b"", flags=RST | ACK)
+    out = follow_frames(tmp_path, conv.frames())
+    conn = out.connections[0]
+    assert conn.to_server.rst
+    assert "tcp.rst" in {a.name for a in conn.anomalies}
+    assert len(out.sinks[0].ends) == 2
+
+
+def test_new_syn_on_reused_tuple_starts_new_connection(tmp_path: Path) -> None:
+    """A fresh SYN on a closed 4-tuple opens a second connection."""
+    a, _, _ = _exchange()
+    a.close()
+    b, _, _ = _exchange(client_isn=9_000_000, server_isn=77,
+                        start_ns=1_800_000_000_000_000_000)
+    b.close()
+    out = follow_frames(tmp_path, a.frames() + b.frames())
+    assert len(out.connections) == 2
+    assert all(bytes(s.data[1]) == SERVER_DATA for s in out.sinks)
+    assert out.connections[1].first_frame == len(a.frames()) + 1
+
+
+def test_retransmitted_syn_is_the_same_connection(tmp_path: Path) -> None:
+    """A SYN sent twice does not open a second connection."""
+    conv, _, _ = _exchange()
+    frames = conv.frames()
+    out = follow_frames(tmp_path, frames[:1] + frames)
+    assert len(out.connections) == 1
+
+
+def test_midstream_connection_is_kept_and_marked(tmp_path: Path) -> None:
+    """A connection first seen without its SYN is followed from its first
+    byte seen, with the client guessed from the ports."""
+    conv, _, data = _exchange()
+    frames = conv.frames()
+    start = frames.index(data[2])
+    out = follow_frames(tmp_path, frames[start:])
+    [conn] = out.connections
+    assert conn.midstream
+    assert conn.client[1] == 40000
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA[2 * 1448:]
+    assert [a.name for a in conn.anomalies] == ["tcp.midstream"]
+
+
+def test_sequence_wraparound_is_invisible(tmp_path: Path) -> None:
+    """A stream whose sequence numbers wrap past 2**32 has continuous
+    64-bit offsets."""
+    conv, _, _ = _exchange(server_isn=2**32 - 5000)
+    conv.close()
+    out = follow_frames(tmp_path, conv.frames())
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+    assert out.connections[0].anomalies == []
+
+
+def test_offsets_map_back_to_frames_and_times(tmp_path: Path) -> None:
+    """Every stream byte maps back to the frame (1-based) and time that
+    carried it."""
+    conv, _, data = _exchange()
+    out = follow_frames(tmp_path, conv.frames())
+    half = out.connections[0].to_client
+    frames = conv.frames()
+    numbers = [frames.index(f) + 1 for f in data]
+    assert half.frames_for(0, 1) == numbers[:1]
+    assert half.frames_for(1447, 1449) == numbers[:2]
+    assert half.frames_for(0, len(SERVER_DATA)) == numbers
+    assert half.time_at(1448) == data[1].ts_ns
+
+
+def test_data_after_fin_is_reported(tmp_path: Path) -> None:
+    """Bytes sent beyond a FIN are an anomaly, not stream data."""
+    conv, _, _ = _exchange()
+    conv.raw(False, len(SERVER_DATA), b"", flags=FIN | ACK)
+    conv.raw(False, len(SERVER_DATA) + 10, b"late")
+    out = follow_frames(tmp_path, conv.frames())
+    conn = out.connections[0]
+    assert "tcp.data_after_fin" in {a.name for a in conn.anomalies}
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+
+
+def test_syn_flags_constant_is_consistent() -> None:
+    """The testing module's flag values are TCP's (RFC 9293 section 3.1)."""
+    assert (FIN, SYN, RST, ACK) == (1, 2, 4, 16)
