@@ -98,6 +98,10 @@ class NotTcp(NamedTuple):
 
 _OTHER = NotTcp("other", "")
 
+# NamedTuple's generated __new__ is Python code; building the tuple through
+# tuple.__new__ gives the same object from C, once per packet.
+_new_tuple = tuple.__new__
+
 
 def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp:
     """Decode ``frame`` of ``linktype`` down to its TCP segment.
@@ -207,5 +211,6 @@ def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp
         # The IP length claims more than the whole frame and the frame was
         # not cut by snaplen: the header lies.  Trust the bytes present.
         missing = 0
-    return TcpSegment(src, sport, dst, dport, seq, ack, flags & 0x3F, window,
-                      frame[start:captured_end], missing)
+    return _new_tuple(TcpSegment, (src, sport, dst, dport, seq, ack,  # type: ignore
+                                   flags & 0x3F, window,
+                                   frame[start:captured_end], missing))

@@ -194,35 +194,46 @@ def _read_pcap(r: _BlockReader, info: CaptureInfo,
     limit = max(snaplen, 262144) if snaplen <= MAX_RECORD else MAX_RECORD
     number = 0
 
-    # Step 2: records.  The inner loop works on the local buffer and only
-    # calls need() when a record crosses the block end.
+    # Step 2: records.  The inner loop walks the records that lie wholly
+    # inside the current block; the outer one refills and meets damage.
+    unpack = record.unpack_from
     while True:
+        buf = r.buf
+        pos = r.pos
+        size = len(buf)
+        while pos + 16 <= size:
+            sec, frac, caplen, origlen = unpack(buf, pos)
+            start = pos + 16
+            end = start + caplen
+            if end > size or caplen > limit:
+                break
+            number += 1
+            pos = end
+            yield (frame_base | number, sec * 1_000_000_000 + frac * ts_unit,
+                   linktype, buf[start:end], origlen)
+        r.pos = pos
+        info.records = number
+
         if not r.need(16):
             if len(r.buf) - r.pos:
                 info.note("capture.truncated_file",
                           f"file ends inside a record header "
                           f"({len(r.buf) - r.pos} of 16 bytes)",
                           frame=frame_base | (number + 1), offset=r.offset)
-            break
-        sec, frac, caplen, origlen = record.unpack_from(r.buf, r.pos)
+            return
+        caplen = unpack(r.buf, r.pos)[2]
         if caplen > limit:
             info.note("capture.bad_record",
                       f"record length {caplen} exceeds snaplen {snaplen}; "
                       f"the rest of the file cannot be framed",
                       frame=frame_base | (number + 1), offset=r.offset)
-            break
+            return
         if not r.need(16 + caplen):
             info.note("capture.truncated_file",
                       f"file ends inside a record: {len(r.buf) - r.pos - 16} "
                       f"of {caplen} bytes present",
                       frame=frame_base | (number + 1), offset=r.offset)
-            break
-        start = r.pos + 16
-        number += 1
-        r.pos = start + caplen
-        info.records = number
-        yield (frame_base | number, sec * 1_000_000_000 + frac * ts_unit,
-               linktype, r.buf[start:start + caplen], origlen)
+            return
 
 
 # pcapng block types (draft-ietf-opsawg-pcapng, section 4 onwards)

@@ -317,7 +317,10 @@ class Reassembler:
         # Step 3: the ACK tells what the peer received, which finds the
         # holes that the capture (not the network) lost.
         if flags & TCP_ACK and peer.started:
-            acked = self._unwrap(peer, ack)
+            # (the body of _unwrap, inlined: this runs for every packet)
+            nxt = peer.next
+            acked = nxt + ((ack - peer.base) % _SEQ_MOD - nxt + _SEQ_HALF) \
+                % _SEQ_MOD - _SEQ_HALF
             if peer.fin_offset is not None:
                 acked = min(acked, peer.fin_offset)  # the FIN takes one number
             if acked > peer.peer_acked:
