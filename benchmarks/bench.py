@@ -131,7 +131,7 @@ def main() -> int:
     if ours:
         print(f"\ncapture: {size / 1e6:.0f} MB")
         print(f"peak memory / file size: {ours[1] * 1024 / size:.2f}")
-        for name, (wall, rss, _) in results.items():
+        for name, (wall, _rss, _) in results.items():
             if name != "fcgiforensics streams":
                 print(f"fcgiforensics time / {name} time: {ours[0] / wall:.2f}")
     if not args.keep:

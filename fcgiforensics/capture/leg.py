@@ -72,7 +72,7 @@ def follow_leg(paths: Iterable[str], reassembler: Reassembler, *,
     for frame, ts, linktype, data, origlen in merged_records(paths, stats.files):
         packets += 1
         seg = decode_tcp(linktype, data, origlen)
-        if type(seg) is NotTcp:
+        if isinstance(seg, NotTcp):
             not_tcp[seg.reason] += 1
             if seg.reason in ("malformed", "fragment", "linktype"):
                 _note_not_tcp(stats, reassembler.capture, seg, frame)

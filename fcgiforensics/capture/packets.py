@@ -211,6 +211,6 @@ def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp
         # The IP length claims more than the whole frame and the frame was
         # not cut by snaplen: the header lies.  Trust the bytes present.
         missing = 0
-    return _new_tuple(TcpSegment, (src, sport, dst, dport, seq, ack,  # type: ignore
+    return _new_tuple(TcpSegment, (src, sport, dst, dport, seq, ack,
                                    flags & 0x3F, window,
                                    frame[start:captured_end], missing))

@@ -13,11 +13,11 @@ by :data:`READ_BLOCK` whatever the capture's size.
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
 from ..anomalies import Anomaly
 from ..errors import CaptureError, CaptureFormatError
@@ -82,8 +82,8 @@ class _BlockReader:
 
     __slots__ = ("_file", "_raw", "_info", "buf", "pos", "base", "eof")
 
-    def __init__(self, file: BinaryIO, first: bytes, info: CaptureInfo,
-                 raw: BinaryIO) -> None:
+    def __init__(self, file: io.BufferedIOBase, first: bytes, info: CaptureInfo,
+                 raw: io.BufferedIOBase) -> None:
         self._file = file
         self._raw = raw
         self._info = info
@@ -114,7 +114,7 @@ class _BlockReader:
         return self.base + self.pos
 
 
-def _open(path: str) -> tuple[BinaryIO, BinaryIO, bool]:
+def _open(path: str) -> tuple[io.BufferedIOBase, io.BufferedIOBase, bool]:
     """Open ``path`` for reading, looking through gzip compression."""
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
@@ -386,7 +386,7 @@ def sniff_format(path: str) -> str:
         with open(path, "rb") as raw:
             head = raw.read(2)
             raw.seek(0)
-            stream: BinaryIO = (
+            stream: io.BufferedIOBase = (
                 gzip.GzipFile(fileobj=raw) if head == _GZIP_MAGIC
                 else raw)
             magic = stream.read(4)
