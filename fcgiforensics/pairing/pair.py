@@ -1,0 +1,159 @@
+"""Match each client HTTP request with the FastCGI request that served it.
+
+Evidence, strongest first:
+
+1. ``endpoint``: nginx passes the client's address and port in the
+   REMOTE_ADDR / REMOTE_PORT params; on one client connection, requests
+   are matched in order where method and URI agree.
+2. ``uri``: the same method and REQUEST_URI, nearest in time once the
+   clock offset between the two capture machines is taken out.
+3. ``time``: only where one side's method or URI is unknown (its head
+   fell in a capture gap); the nearest request in time.
+
+A weaker match never overrides a stronger one, and requests that match
+nothing stay unmatched: pairing two different requests would compare
+two different bodies and blame a hop for nothing.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["ClientRequest", "UpstreamRequest", "Pair", "Pairing",
+           "pair_exchanges", "MAX_TIME_DISTANCE_NS"]
+
+#: How far apart in time (after the clock offset) a ``uri`` or ``time``
+#: match may be.  A proxied request reaches the app within a few seconds
+#: (nginx's default fastcgi_connect/read timeouts are 60 s); ten minutes
+#: allows slow apps but stops matching a request from another hour.
+MAX_TIME_DISTANCE_NS = 600 * 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """What pairing needs of a client-leg request."""
+
+    index: int
+    client_addr: str
+    client_port: int
+    method: str | None
+    uri: str | None
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """What pairing needs of an upstream FastCGI request (from PARAMS)."""
+
+    index: int
+    remote_addr: str | None
+    remote_port: int | None
+    method: str | None
+    uri: str | None
+    time_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A client request and its upstream request; either may be None."""
+
+    client: int | None
+    upstream: int | None
+    by: str  # "endpoint" | "uri" | "time" | "unmatched"
+
+
+@dataclass(frozen=True, slots=True)
+class Pairing:
+    """All pairs, and the clock offset estimated between the two legs.
+
+    ``clock_offset_ns`` is upstream time minus client time for the same
+    request (the median over endpoint matches, else over unique URI
+    matches); None when nothing allowed an estimate.
+    """
+
+    pairs: tuple[Pair, ...]
+    clock_offset_ns: int | None
+    offset_samples: int
+
+
+def pair_exchanges(client: Sequence[ClientRequest],
+                   upstream: Sequence[UpstreamRequest]) -> Pairing:
+    """Pair client requests with upstream requests (see module docstring)."""
+    matched: dict[int, tuple[int, str]] = {}  # client index -> (upstream, by)
+    taken: set[int] = set()
+
+    # Step 1: the client's own endpoint, carried in REMOTE_ADDR/PORT.
+    by_endpoint: dict[tuple[str | None, int | None],
+                      list[UpstreamRequest]] = defaultdict(list)
+    for u in sorted(upstream, key=lambda u: u.time_ns):
+        by_endpoint[(u.remote_addr, u.remote_port)].append(u)
+    for c in sorted(client, key=lambda c: c.time_ns):
+        group = by_endpoint.get((c.client_addr, c.client_port), [])
+        for u in group:
+            if u.index not in taken and _same_request(c, u):
+                matched[c.index] = (u.index, "endpoint")
+                taken.add(u.index)
+                break
+
+    # Step 2: the clock offset between the legs' capture machines.
+    ups = {u.index: u for u in upstream}
+    cls = {c.index: c for c in client}
+    samples = [ups[u].time_ns - cls[c].time_ns for c, (u, _) in matched.items()]
+    if not samples:
+        samples = _unique_uri_offsets(client, upstream)
+    offset = int(statistics.median(samples)) if samples else None
+    skew = offset or 0
+
+    # Step 3: the same method and URI, nearest in time; then time alone
+    # where a side's method or URI is unknown.
+    for by, usable in (("uri", _same_request), ("time", _unknown_request)):
+        candidates = []
+        for c in client:
+            if c.index in matched:
+                continue
+            for u in upstream:
+                if u.index in taken or not usable(c, u):
+                    continue
+                distance = abs(u.time_ns - c.time_ns - skew)
+                if distance <= MAX_TIME_DISTANCE_NS:
+                    candidates.append((distance, c.index, u.index))
+        for _, ci, ui in sorted(candidates):
+            if ci not in matched and ui not in taken:
+                matched[ci] = (ui, by)
+                taken.add(ui)
+
+    # Step 4: one pair per client request, then the upstream leftovers.
+    pairs = [Pair(c.index, *matched[c.index]) if c.index in matched
+             else Pair(c.index, None, "unmatched") for c in client]
+    pairs += [Pair(None, u.index, "unmatched") for u in upstream
+              if u.index not in taken]
+    return Pairing(tuple(pairs), offset, len(samples))
+
+
+def _same_request(c: ClientRequest, u: UpstreamRequest) -> bool:
+    return (c.method is not None and c.method == u.method
+            and c.uri is not None and c.uri == u.uri)
+
+
+def _unknown_request(c: ClientRequest, u: UpstreamRequest) -> bool:
+    known_c = c.method is not None and c.uri is not None
+    known_u = u.method is not None and u.uri is not None
+    return not (known_c and known_u)
+
+
+def _unique_uri_offsets(client: Sequence[ClientRequest],
+                        upstream: Sequence[UpstreamRequest]) -> list[int]:
+    """Time differences of requests whose method+URI occur once per leg."""
+    def unique(items: Sequence[ClientRequest] | Sequence[UpstreamRequest]
+               ) -> dict[tuple[str | None, str | None], int]:
+        seen: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
+        for item in items:
+            if item.method is not None and item.uri is not None:
+                seen[(item.method, item.uri)].append(item.time_ns)
+        return {k: v[0] for k, v in seen.items() if len(v) == 1}
+
+    a, b = unique(client), unique(upstream)
+    return [b[k] - a[k] for k in a.keys() & b.keys()]
