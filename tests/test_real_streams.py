@@ -107,3 +107,67 @@ def test_any_interface_streams_equal_tshark(tmp_path: Path) -> None:
         ours = [(bytes(s.data[0]), bytes(s.data[1])) for s in out.sinks]
         # tshark prints several follow reports in no stream order.
         assert sorted(ours) == sorted(theirs)
+
+
+def _rewrite(src: Path, dst: Path, drop: set[int],
+             extra: list[tuple[int, bytes]] = ()) -> None:  # type: ignore[assignment]
+    """Copy a capture without the frames in ``drop``, inserting ``extra``
+    frames (after the given frame number)."""
+    from fcgiforensics.capture.records import read_records
+    from fcgiforensics.testing import Frame, write_pcap
+
+    frames = []
+    after = dict(extra)
+    for number, ts, linktype, data, orig in read_records(str(src)):
+        if number not in drop:
+            frames.append(Frame(data, ts, linktype, orig))
+        if number in after:
+            frames.append(Frame(after[number], ts + 1, linktype))
+    write_pcap(str(dst), frames)
+
+
+@pytest.mark.skipif(shutil.which("tcpflow") is None, reason="needs tcpflow")
+def test_tcpflow_differs_where_documented(tmp_path: Path) -> None:
+    """With a data frame deleted from a real capture, tcpflow writes zeros
+    where we report a gap of exactly that frame's bytes; with a conflicting
+    retransmission added, tcpflow keeps the last copy, we keep the first
+    and record both."""
+    tb = _run_testbed(tmp_path, any_iface=False)
+    out = _ours(tb.client_pcap)
+    conn, sink = out.connections[0], out.sinks[0]
+    half = conn.to_client
+    victim = half.seg_frames[len(half.seg_frames) // 2]
+    index = list(half.seg_frames).index(victim)
+    offset, length = half.seg_offsets[index], half.seg_lengths[index]
+
+    # Step 1: a deleted frame.
+    holed = tmp_path / "holed.pcap"
+    _rewrite(tb.client_pcap, holed, {victim})
+    ours = follow_files([str(holed)])
+    gaps = ours.connections[0].to_client.gaps
+    assert [(g.offset, g.length) for g in gaps] == [(offset, length)]
+    flows = tmp_path / "tcpflow-holed"
+    subprocess.run(["tcpflow", "-r", str(holed), "-o", str(flows)],
+                   check=True, capture_output=True)
+    theirs = (flows / _flow_name(conn, False)).read_bytes()
+    assert theirs[offset:offset + length] == bytes(length)
+    assert bytes(sink.data[1])[offset:offset + length] != bytes(length)
+
+    # Step 2: a retransmission of that frame with other bytes, sent after it.
+    from fcgiforensics.capture.records import read_records
+
+    original = next(r for r in read_records(str(tb.client_pcap))
+                    if r[0] == victim)[3]
+    forged = original[:-10] + b"\0" * 10  # text bodies hold no NUL
+    conflicted = tmp_path / "conflict.pcap"
+    _rewrite(tb.client_pcap, conflicted, set(), [(victim, forged)])
+    ours = follow_files([str(conflicted)])
+    [conflict] = ours.connections[0].to_client.conflicts
+    assert conflict.second == b"\0" * 10
+    assert bytes(ours.sinks[0].data[1]) == bytes(sink.data[1])
+    flows = tmp_path / "tcpflow-conflict"
+    subprocess.run(["tcpflow", "-r", str(conflicted), "-o", str(flows)],
+                   check=True, capture_output=True)
+    theirs = (flows / _flow_name(conn, False)).read_bytes()
+    end = offset + length
+    assert theirs[end - 10:end] == b"\0" * 10
