@@ -84,4 +84,88 @@ CATALOGUE: dict[str, str] = {
     ),
     "tcp.pending_limit": "too many out-of-order bytes were waiting; a gap was declared",
     "tcp.connection_limit": "too many connections at once; new ones were not followed",
+    # HTTP/1.x (client leg)
+    "http.bad_request_line": "a line where a request line belongs is not one",
+    "http.bad_status_line": "a line where a status line belongs is not one",
+    "http.bad_header": "a field line is malformed (ignored) or holds NUL or CR",
+    "http.obs_fold": "a field value continues on a folded line (obsolete)",
+    "http.head_too_large": "a head or trailer section passed the size limit",
+    "http.too_many_fields": "a head passed the limit on field lines",
+    "http.truncated_head": "the stream stops inside a message head",
+    "http.te_and_cl": (
+        "both Transfer-Encoding and Content-Length (a request smuggling sign)"
+    ),
+    "http.bad_transfer_encoding": "a request's transfer codings do not end in chunked",
+    "http.transfer_coding": "transfer codings other than chunked were not undone",
+    "http.bad_content_length": "Content-Length is not one decimal number",
+    "http.bad_content_range": "a 206 response's Content-Range cannot be read",
+    "http.bad_chunk_size": "a chunk-size line is not hex, too long or overflows",
+    "http.bad_chunk_end": "chunk data is not followed by CRLF",
+    "http.truncated_body": "the stream stops inside a body",
+    "http.body_gap": "body bytes missing from the capture, kept as unobserved",
+    "http.body_limit": "a body passed the size limit; the rest was not kept",
+    "http.gap": "bytes missing in a head or in chunk framing; framing was lost",
+    "http.skipped_bytes": "bytes passed over while seeking a start line after a loss",
+    "http.unexpected_response": "a response came with no request to answer",
+    "http.unplaceable_response": (
+        "a response found after lost framing; no request can be given to it"
+    ),
+    "http.response_to_lost_request": (
+        "a response paired with a request the capture lost or could not decode"
+    ),
+    "http.tunnel": "the connection left HTTP/1.x (101 or CONNECT); rest not decoded",
+    "http.unknown_coding": "a content coding this tool cannot undo; body kept encoded",
+    "http.decode_error": "content decoding failed; bytes decoded before it are kept",
+    "http.decode_gap": "content decoding stopped at bytes missing from the capture",
+    "http.decode_truncated": "the encoded body ends before its coding's end marker",
+    "http.decode_trailing_data": "bytes follow the end of the encoded stream",
+    "http.decompression_limit": (
+        "content decoding passed the output size or ratio limit and stopped"
+    ),
+    # FastCGI decoding (nginx <-> application leg)
+    "fcgi.bad_version": "a record header whose version is not 1; framing lost",
+    "fcgi.unknown_type": "a record type FastCGI 1.0 does not define; framing lost",
+    "fcgi.truncated_record": "the stream ends inside a record header or its content",
+    "fcgi.fin_before_end": "the application's stream ended before END_REQUEST",
+    "fcgi.request_unfinished": (
+        "the capture ended while a request had no END_REQUEST yet"
+    ),
+    "fcgi.record_after_end": "a record for a request that has already ended",
+    "fcgi.unknown_request_id": "a record for a request id that no BEGIN_REQUEST opened",
+    "fcgi.empty_stdout_midstream": (
+        "STDOUT content after the empty STDOUT record that ended the stream"
+    ),
+    "fcgi.header_in_stdout": (
+        "STDOUT content holds bytes that form a record header of the same "
+        "request (misframing, such as a header sent without its content)"
+    ),
+    "fcgi.stderr_in_stdout": (
+        "STDERR arrived while STDOUT was open, or STDOUT holds traceback text"
+    ),
+    "fcgi.content_length_mismatch": (
+        "the CGI Content-Length header disagrees with the STDOUT body"
+    ),
+    "fcgi.gap": "stream bytes missing on the FastCGI leg, inside a record or between",
+    "fcgi.resync": "framing recovered at a confirmed record header after a loss",
+    "fcgi.wrong_direction": (
+        "a record header of a type only the other side sends; framing lost"
+    ),
+    "fcgi.bad_request_id": (
+        "a management record header with a nonzero request id, or an "
+        "application one with id 0; framing lost"
+    ),
+    "fcgi.bad_record_length": "a fixed-size record body of the wrong length",
+    "fcgi.bad_params": "the PARAMS stream ends inside a name-value pair",
+    "fcgi.stream_after_end": (
+        "PARAMS, STDIN, DATA or STDERR content after the empty record ending it"
+    ),
+    "fcgi.bad_cgi_header": (
+        "the CGI header block in STDOUT is unfinished or has a malformed line"
+    ),
+    "fcgi.cgi_header_limit": "the CGI header block passed its size limit",
+    "fcgi.params_limit": "PARAMS of a request passed the byte or pair limit",
+    "fcgi.stdin_limit": "STDIN or DATA of a request passed the size kept",
+    "fcgi.stdout_limit": "STDOUT of a request passed the size kept",
+    "fcgi.stderr_limit": "STDERR of a request passed the size kept",
+    "fcgi.request_limit": "too many requests open at once on one connection",
 }
