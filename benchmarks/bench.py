@@ -40,24 +40,29 @@ def make_capture(path: Path, size_mb: int, seed: int = 1) -> tuple[int, int]:
     """Write the benchmark capture; returns (packets, bytes)."""
     rng = random.Random(seed)
     body = rng.randbytes(RESPONSE)
-    head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Length: %d\r\n\r\n" % RESPONSE)
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Length: %d\r\n\r\n" % RESPONSE
+    )
     packets = 0
     written = 0
     with open(path, "wb") as out:
         conn_index = 0
         while written < size_mb * 1_000_000:
-            conv = Conversation(client="192.168.1.10",
-                                client_port=40000 + conn_index,
-                                server="192.168.1.20", server_port=80,
-                                client_isn=rng.getrandbits(32),
-                                server_isn=rng.getrandbits(32),
-                                start_ns=1_765_000_000_000_000_000
-                                + conn_index * 10**9)
+            conv = Conversation(
+                client="192.168.1.10",
+                client_port=40000 + conn_index,
+                server="192.168.1.20",
+                server_port=80,
+                client_isn=rng.getrandbits(32),
+                server_isn=rng.getrandbits(32),
+                start_ns=1_765_000_000_000_000_000 + conn_index * 10**9,
+            )
             conv.handshake()
             for i in range(10):  # ten requests per keep-alive connection
-                conv.send_to_server(b"GET /file?n=%d HTTP/1.1\r\n"
-                                    b"Host: bench\r\n\r\n" % i)
+                conv.send_to_server(
+                    b"GET /file?n=%d HTTP/1.1\r\nHost: bench\r\n\r\n" % i
+                )
                 sent = conv.send_to_client(head + body)
                 # A receiver acknowledges every second segment.
                 for _ in range(len(sent) // 2):
@@ -80,9 +85,13 @@ def measure(cmd: list[str], cwd: Path) -> tuple[float, int, int]:
     """
     report = cwd / "time.out"
     start = time.perf_counter()
-    proc = subprocess.run([GNU_TIME, "-f", "%M", "-o", str(report), *cmd],
-                          cwd=cwd, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False)
+    proc = subprocess.run(
+        [GNU_TIME, "-f", "%M", "-o", str(report), *cmd],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=False,
+    )
     wall = time.perf_counter() - start
     rss = int(report.read_text().split()[-1])
     return wall, rss, proc.returncode
@@ -91,8 +100,9 @@ def measure(cmd: list[str], cwd: Path) -> tuple[float, int, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=220)
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the generated capture for another run")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the generated capture for another run"
+    )
     args = parser.parse_args()
     if not os.path.exists(GNU_TIME):
         print("needs GNU time: apt-get install time", file=sys.stderr)
@@ -109,13 +119,23 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="fcgif-bench-"))
     runs: dict[str, list[str]] = {
-        "fcgiforensics streams": [sys.executable, "-m", "fcgiforensics",
-                                  "streams", "--json", str(capture)],
-        "tcpflow -r": ["tcpflow", "-r", str(capture), "-o",
-                       str(work / "tcpflow")],
+        "fcgiforensics streams": [
+            sys.executable,
+            "-m",
+            "fcgiforensics",
+            "streams",
+            "--json",
+            str(capture),
+        ],
+        "tcpflow -r": ["tcpflow", "-r", str(capture), "-o", str(work / "tcpflow")],
         "tshark --export-objects http": [
-            "tshark", "-r", str(capture), "-q", "--export-objects",
-            f"http,{work / 'tshark'}"],
+            "tshark",
+            "-r",
+            str(capture),
+            "-q",
+            "--export-objects",
+            f"http,{work / 'tshark'}",
+        ],
     }
     results: dict[str, tuple[float, int, int]] = {}
     for name, cmd in runs.items():

@@ -79,9 +79,7 @@ CATALOGUE: dict[str, str] = {
     "tcp.rst": "the connection was reset",
     "tcp.data_after_fin": "data beyond the sender's FIN",
     "tcp.before_start": "data before the first byte seen of a mid-stream connection",
-    "tcp.late_data": (
-        "bytes arrived after their range was declared a gap; not merged"
-    ),
+    "tcp.late_data": ("bytes arrived after their range was declared a gap; not merged"),
     "tcp.pending_limit": "too many out-of-order bytes were waiting; a gap was declared",
     "tcp.connection_limit": "too many connections at once; new ones were not followed",
     # HTTP/1.x (client leg)

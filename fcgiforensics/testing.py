@@ -34,8 +34,14 @@ __all__ = [
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
-_LINKTYPES = {"EN10MB": 1, "RAW": 101, "NULL": 0, "LOOP": 108,
-              "LINUX_SLL": 113, "LINUX_SLL2": 276}
+_LINKTYPES = {
+    "EN10MB": 1,
+    "RAW": 101,
+    "NULL": 0,
+    "LOOP": 108,
+    "LINUX_SLL": 113,
+    "LINUX_SLL2": 276,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +55,7 @@ class Frame:
 
     def truncated(self, snaplen: int) -> Frame:
         """This frame as a capture with ``snaplen`` would have stored it."""
-        return Frame(self.data[:snaplen], self.ts_ns, self.linktype,
-                     len(self.data))
+        return Frame(self.data[:snaplen], self.ts_ns, self.linktype, len(self.data))
 
 
 def _checksum_free_ip(src: str, dst: str, payload: bytes) -> tuple[bytes, int]:
@@ -58,28 +63,69 @@ def _checksum_free_ip(src: str, dst: str, payload: bytes) -> tuple[bytes, int]:
     s = ipaddress.ip_address(src)
     d = ipaddress.ip_address(dst)
     if s.version == 4:
-        header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 0,
-                             0x4000, 64, 6, 0, s.packed, d.packed)
+        header = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(payload),
+            0,
+            0x4000,
+            64,
+            6,
+            0,
+            s.packed,
+            d.packed,
+        )
         return header, 0x0800
-    header = struct.pack("!IHBB16s16s", 6 << 28, len(payload), 6, 64,
-                         s.packed, d.packed)
+    header = struct.pack(
+        "!IHBB16s16s", 6 << 28, len(payload), 6, 64, s.packed, d.packed
+    )
     return header, 0x86DD
 
 
-def tcp_frame(src: str, sport: int, dst: str, dport: int, seq: int, ack: int,
-              flags: int, payload: bytes = b"", *, linktype: str = "EN10MB",
-              vlan: int | None = None, window: int = 65535) -> bytes:
+def tcp_frame(
+    src: str,
+    sport: int,
+    dst: str,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes = b"",
+    *,
+    linktype: str = "EN10MB",
+    vlan: int | None = None,
+    window: int = 65535,
+) -> bytes:
     """One TCP segment framed for ``linktype`` (EN10MB, RAW, NULL, LOOP,
     LINUX_SLL or LINUX_SLL2), with an optional 802.1Q ``vlan`` tag."""
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq % (1 << 32),
-                      ack % (1 << 32), 5 << 4, flags, window, 0, 0) + payload
+    tcp = (
+        struct.pack(
+            "!HHIIBBHHH",
+            sport,
+            dport,
+            seq % (1 << 32),
+            ack % (1 << 32),
+            5 << 4,
+            flags,
+            window,
+            0,
+            0,
+        )
+        + payload
+    )
     ip, ethertype = _checksum_free_ip(src, dst, tcp)
     packet = ip + tcp
     v6 = ethertype == 0x86DD
     if linktype == "EN10MB":
         tag = b"" if vlan is None else struct.pack("!HH", 0x8100, vlan)
-        return (b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01"
-                + tag + struct.pack("!H", ethertype) + packet)
+        return (
+            b"\x02\x00\x00\x00\x00\x02"
+            + b"\x02\x00\x00\x00\x00\x01"
+            + tag
+            + struct.pack("!H", ethertype)
+            + packet
+        )
     if linktype == "RAW":
         return packet
     if linktype == "NULL":
@@ -89,8 +135,7 @@ def tcp_frame(src: str, sport: int, dst: str, dport: int, seq: int, ack: int,
     if linktype == "LINUX_SLL":
         return struct.pack("!HHH8sH", 0, 772, 6, b"\0" * 8, ethertype) + packet
     if linktype == "LINUX_SLL2":
-        return struct.pack("!HHIHBB8s", ethertype, 0, 1, 772, 0, 6,
-                           b"\0" * 8) + packet
+        return struct.pack("!HHIHBB8s", ethertype, 0, 1, 772, 0, 6, b"\0" * 8) + packet
     raise ValueError(f"unknown link type {linktype!r}")
 
 
@@ -121,18 +166,33 @@ class Conversation:
         self._cseq = self.client_isn
         self._sseq = self.server_isn
 
-    def _emit(self, to_server: bool, flags: int, payload: bytes = b"",
-              seq: int | None = None) -> Frame:
+    def _emit(
+        self, to_server: bool, flags: int, payload: bytes = b"", seq: int | None = None
+    ) -> Frame:
         if to_server:
-            data = tcp_frame(self.client, self.client_port, self.server,
-                             self.server_port,
-                             self._cseq if seq is None else seq, self._sseq,
-                             flags, payload, linktype=self.linktype)
+            data = tcp_frame(
+                self.client,
+                self.client_port,
+                self.server,
+                self.server_port,
+                self._cseq if seq is None else seq,
+                self._sseq,
+                flags,
+                payload,
+                linktype=self.linktype,
+            )
         else:
-            data = tcp_frame(self.server, self.server_port, self.client,
-                             self.client_port,
-                             self._sseq if seq is None else seq, self._cseq,
-                             flags, payload, linktype=self.linktype)
+            data = tcp_frame(
+                self.server,
+                self.server_port,
+                self.client,
+                self.client_port,
+                self._sseq if seq is None else seq,
+                self._cseq,
+                flags,
+                payload,
+                linktype=self.linktype,
+            )
         ts = self.start_ns + len(self._frames) * self.step_ns
         frame = Frame(data, ts, _LINKTYPES[self.linktype])
         self._frames.append(frame)
@@ -149,7 +209,7 @@ class Conversation:
     def _send(self, to_server: bool, data: bytes) -> list[Frame]:
         out = []
         for i in range(0, len(data), self.mss):
-            piece = data[i:i + self.mss]
+            piece = data[i : i + self.mss]
             out.append(self._emit(to_server, PSH | ACK, piece))
             if to_server:
                 self._cseq += len(piece)
@@ -173,8 +233,9 @@ class Conversation:
         """The client acknowledges all it was sent (a pure ACK)."""
         return self._emit(True, ACK)
 
-    def raw(self, to_server: bool, seq_offset: int, payload: bytes,
-            flags: int = PSH | ACK) -> Frame:
+    def raw(
+        self, to_server: bool, seq_offset: int, payload: bytes, flags: int = PSH | ACK
+    ) -> Frame:
         """A segment at stream offset ``seq_offset`` (for retransmissions)."""
         isn = self.client_isn if to_server else self.server_isn
         return self._emit(to_server, flags, payload, seq=isn + 1 + seq_offset)
@@ -191,14 +252,18 @@ class Conversation:
         return list(self._frames)
 
 
-def pcap_bytes(frames: list[Frame], *, nanosecond: bool = False,
-               big_endian: bool = False, snaplen: int = 262144) -> bytes:
+def pcap_bytes(
+    frames: list[Frame],
+    *,
+    nanosecond: bool = False,
+    big_endian: bool = False,
+    snaplen: int = 262144,
+) -> bytes:
     """A classic pcap file holding ``frames`` (all of one link type)."""
     order = ">" if big_endian else "<"
     magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
     linktype = frames[0].linktype if frames else 1
-    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen,
-                       linktype)]
+    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)]
     for f in frames:
         sec, ns = divmod(f.ts_ns, 1_000_000_000)
         frac = ns if nanosecond else ns // 1000
@@ -211,37 +276,59 @@ def pcap_bytes(frames: list[Frame], *, nanosecond: bool = False,
 def _block(block_type: int, body: bytes, order: str) -> bytes:
     body += b"\0" * (-len(body) % 4)
     length = len(body) + 12
-    return struct.pack(order + "II", block_type, length) + body + \
-        struct.pack(order + "I", length)
+    return (
+        struct.pack(order + "II", block_type, length)
+        + body
+        + struct.pack(order + "I", length)
+    )
 
 
-def pcapng_bytes(frames: list[Frame], *, big_endian: bool = False,
-                 tsresol: int = 6, simple: bool = False) -> bytes:
+def pcapng_bytes(
+    frames: list[Frame],
+    *,
+    big_endian: bool = False,
+    tsresol: int = 6,
+    simple: bool = False,
+) -> bytes:
     """A pcapng file: one interface per link type met, in order of use.
 
     ``tsresol`` is the if_tsresol option (6: microseconds, 9: ns);
     ``simple`` writes simple packet blocks (no timestamps, interface 0).
     """
     order = ">" if big_endian else "<"
-    out = [_block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0,
-                                          -1), order)]
+    out = [_block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), order)]
     ifaces: dict[int, int] = {}
     for f in frames:
         if f.linktype not in ifaces:
             ifaces[f.linktype] = len(ifaces)
-            opt = struct.pack(order + "HHB3x", 9, 1, tsresol) + \
-                struct.pack(order + "HH", 0, 0)
-            out.append(_block(1, struct.pack(order + "HHI", f.linktype, 0,
-                                             262144) + opt, order))
+            opt = struct.pack(order + "HHB3x", 9, 1, tsresol) + struct.pack(
+                order + "HH", 0, 0
+            )
+            out.append(
+                _block(
+                    1, struct.pack(order + "HHI", f.linktype, 0, 262144) + opt, order
+                )
+            )
         orig = f.orig_len if f.orig_len is not None else len(f.data)
         if simple:
-            out.append(_block(3, struct.pack(order + "I", orig) + f.data,
-                              order))
+            out.append(_block(3, struct.pack(order + "I", orig) + f.data, order))
             continue
         ticks = f.ts_ns // (10 ** (9 - tsresol))
-        out.append(_block(6, struct.pack(order + "IIIII", ifaces[f.linktype],
-                                         ticks >> 32, ticks & 0xFFFFFFFF,
-                                         len(f.data), orig) + f.data, order))
+        out.append(
+            _block(
+                6,
+                struct.pack(
+                    order + "IIIII",
+                    ifaces[f.linktype],
+                    ticks >> 32,
+                    ticks & 0xFFFFFFFF,
+                    len(f.data),
+                    orig,
+                )
+                + f.data,
+                order,
+            )
+        )
     return b"".join(out)
 
 

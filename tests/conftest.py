@@ -21,8 +21,7 @@ CAPTURES = REPO / "captures"
 class CollectingSink:
     """A stream sink that records every call, for assertions."""
 
-    data: list[bytearray] = field(default_factory=lambda: [bytearray(),
-                                                          bytearray()])
+    data: list[bytearray] = field(default_factory=lambda: [bytearray(), bytearray()])
     gaps: list[tuple[Direction, int, int]] = field(default_factory=list)
     ends: list[tuple[Direction, int]] = field(default_factory=list)
 
@@ -46,8 +45,9 @@ class Followed:
     sinks: list[CollectingSink]
 
 
-def follow_frames(tmp_path: Path, frames: list[Frame],
-                  name: str = "t.pcap") -> Followed:
+def follow_frames(
+    tmp_path: Path, frames: list[Frame], name: str = "t.pcap"
+) -> Followed:
     """Write ``frames`` to a pcap, read it back and reassemble it."""
     path = tmp_path / name
     write_pcap(str(path), frames)

@@ -32,22 +32,21 @@ def _conversation(linktype: str = "EN10MB", **kw: object) -> list[Frame]:
     return conv.frames()
 
 
-def _records(path: Path) -> tuple[list[tuple[int, int, int, bytes, int]],
-                                  CaptureInfo]:
+def _records(path: Path) -> tuple[list[tuple[int, int, int, bytes, int]], CaptureInfo]:
     info = CaptureInfo(str(path))
     return list(read_records(str(path), info)), info
 
 
 @pytest.mark.parametrize("nanosecond", [False, True])
 @pytest.mark.parametrize("big_endian", [False, True])
-def test_pcap_byte_orders_and_resolutions(tmp_path: Path, nanosecond: bool,
-                                          big_endian: bool) -> None:
+def test_pcap_byte_orders_and_resolutions(
+    tmp_path: Path, nanosecond: bool, big_endian: bool
+) -> None:
     """pcap in both byte orders, micro- and nanosecond, gives the same packets
     with 1-based frame numbers and exact nanosecond timestamps."""
     frames = _conversation()
     path = tmp_path / "c.pcap"
-    path.write_bytes(pcap_bytes(frames, nanosecond=nanosecond,
-                                big_endian=big_endian))
+    path.write_bytes(pcap_bytes(frames, nanosecond=nanosecond, big_endian=big_endian))
     records, info = _records(path)
     assert info.format == "pcap"
     assert [r[0] for r in records] == list(range(1, len(frames) + 1))
@@ -58,13 +57,13 @@ def test_pcap_byte_orders_and_resolutions(tmp_path: Path, nanosecond: bool,
 
 @pytest.mark.parametrize("big_endian", [False, True])
 @pytest.mark.parametrize("tsresol", [6, 9])
-def test_pcapng_orders_and_tsresol(tmp_path: Path, big_endian: bool,
-                                   tsresol: int) -> None:
+def test_pcapng_orders_and_tsresol(
+    tmp_path: Path, big_endian: bool, tsresol: int
+) -> None:
     """pcapng enhanced packet blocks honour byte order and if_tsresol."""
     frames = _conversation()
     path = tmp_path / "c.pcapng"
-    path.write_bytes(pcapng_bytes(frames, big_endian=big_endian,
-                                  tsresol=tsresol))
+    path.write_bytes(pcapng_bytes(frames, big_endian=big_endian, tsresol=tsresol))
     records, info = _records(path)
     assert info.format == "pcapng"
     assert [r[3] for r in records] == [f.data for f in frames]
@@ -74,8 +73,7 @@ def test_pcapng_orders_and_tsresol(tmp_path: Path, big_endian: bool,
 
 def test_pcapng_several_interfaces_and_link_types(tmp_path: Path) -> None:
     """Each pcapng packet is decoded with its own interface's link type."""
-    frames = _conversation("EN10MB") + _conversation(
-        "LINUX_SLL2", client_port=40001)
+    frames = _conversation("EN10MB") + _conversation("LINUX_SLL2", client_port=40001)
     frames.sort(key=lambda f: f.ts_ns)
     path = tmp_path / "mixed.pcapng"
     path.write_bytes(pcapng_bytes(frames))
@@ -99,12 +97,13 @@ def test_pcapng_simple_and_obsolete_packet_blocks(tmp_path: Path) -> None:
     shb_and_idb = pcapng_bytes(frames[:1])
     shb_len = struct.unpack_from("<I", shb_and_idb, 4)[0]
     idb_len = struct.unpack_from("<I", shb_and_idb, shb_len + 4)[0]
-    head = shb_and_idb[:shb_len + idb_len]
+    head = shb_and_idb[: shb_len + idb_len]
     data = frames[0].data
     body = struct.pack("<HHIIII", 0, 0, 0, 5, len(data), len(data)) + data
     body += b"\0" * (-len(body) % 4)
-    block = struct.pack("<II", 2, len(body) + 12) + body + \
-        struct.pack("<I", len(body) + 12)
+    block = (
+        struct.pack("<II", 2, len(body) + 12) + body + struct.pack("<I", len(body) + 12)
+    )
     path.write_bytes(head + block)
     records, _ = _records(path)
     assert len(records) == 1 and records[0][3] == data
@@ -134,16 +133,22 @@ def test_rotated_files_are_merged_in_time_order(tmp_path: Path) -> None:
     assert followed.stats.packets == len(frames)
 
 
-@pytest.mark.parametrize("linktype", ["EN10MB", "RAW", "NULL", "LOOP",
-                                      "LINUX_SLL", "LINUX_SLL2"])
+@pytest.mark.parametrize(
+    "linktype", ["EN10MB", "RAW", "NULL", "LOOP", "LINUX_SLL", "LINUX_SLL2"]
+)
 @pytest.mark.parametrize("v6", [False, True])
 def test_link_types_and_ip_versions(linktype: str, v6: bool) -> None:
     """Every supported link type yields the TCP segment, over IPv4 and IPv6."""
     src, dst = ("2001:db8::1", "2001:db8::2") if v6 else ("10.0.0.1", "10.0.0.2")
-    frame = tcp_frame(src, 1234, dst, 80, 7, 9, 0x18, b"hello",
-                      linktype=linktype)
-    lt = {"EN10MB": 1, "RAW": 101, "NULL": 0, "LOOP": 108, "LINUX_SLL": 113,
-          "LINUX_SLL2": 276}[linktype]
+    frame = tcp_frame(src, 1234, dst, 80, 7, 9, 0x18, b"hello", linktype=linktype)
+    lt = {
+        "EN10MB": 1,
+        "RAW": 101,
+        "NULL": 0,
+        "LOOP": 108,
+        "LINUX_SLL": 113,
+        "LINUX_SLL2": 276,
+    }[linktype]
     seg = decode_tcp(lt, frame, len(frame))
     assert isinstance(seg, TcpSegment)
     assert (seg.sport, seg.dport, seg.seq, seg.ack) == (1234, 80, 7, 9)
@@ -152,23 +157,24 @@ def test_link_types_and_ip_versions(linktype: str, v6: bool) -> None:
 
 def test_null_link_type_in_big_endian_host_order() -> None:
     """A NULL header written by a big-endian host is read too."""
-    frame = tcp_frame("10.0.0.1", 1, "10.0.0.2", 2, 0, 0, 0x18, b"x",
-                      linktype="LOOP")  # family 2 in network order
+    frame = tcp_frame(
+        "10.0.0.1", 1, "10.0.0.2", 2, 0, 0, 0x18, b"x", linktype="LOOP"
+    )  # family 2 in network order
     assert isinstance(decode_tcp(0, frame, len(frame)), TcpSegment)
 
 
 def test_vlan_tags_are_skipped() -> None:
     """802.1Q-tagged Ethernet frames decode to their TCP segment."""
-    frame = tcp_frame("10.0.0.1", 1, "10.0.0.2", 2, 0, 0, 0x18, b"tagged",
-                      vlan=42)
+    frame = tcp_frame("10.0.0.1", 1, "10.0.0.2", 2, 0, 0, 0x18, b"tagged", vlan=42)
     seg = decode_tcp(1, frame, len(frame))
     assert isinstance(seg, TcpSegment) and seg.payload == b"tagged"
 
 
 def test_ipv6_extension_headers_are_walked() -> None:
     """A hop-by-hop options header before TCP is stepped over."""
-    plain = tcp_frame("2001:db8::1", 1, "2001:db8::2", 2, 0, 0, 0x18, b"v6",
-                      linktype="RAW")
+    plain = tcp_frame(
+        "2001:db8::1", 1, "2001:db8::2", 2, 0, 0, 0x18, b"v6", linktype="RAW"
+    )
     tcp = plain[40:]
     hop = bytes([6, 0]) + b"\x01\x04\0\0\0\0"  # next=TCP, 8 bytes, PadN
     header = bytearray(plain[:40])

@@ -28,8 +28,7 @@ def _run_testbed(tmp_path: Path, any_iface: bool) -> Testbed:
     reason = unavailable_reason("flup")
     if reason is not None:
         pytest.skip(reason)
-    with Testbed(tmp_path, backend="flup", any_iface=any_iface,
-                 keep_conn=True) as tb:
+    with Testbed(tmp_path, backend="flup", any_iface=any_iface, keep_conn=True) as tb:
         for uri in URIS:
             assert tb.fetch(uri).intact
         results = tb.fetch_many(URIS * 2, concurrency=3)
@@ -39,11 +38,11 @@ def _run_testbed(tmp_path: Path, any_iface: bool) -> Testbed:
 
 def _flow_name(conn: Connection, to_server: bool) -> str:
     """tcpflow's file name for one direction: zero-padded address.port."""
+
     def part(addr: bytes, port: int) -> str:
         return ".".join(f"{b:03d}" for b in addr) + f".{port:05d}"
 
-    src, dst = (conn.client, conn.server) if to_server else \
-        (conn.server, conn.client)
+    src, dst = (conn.client, conn.server) if to_server else (conn.server, conn.client)
     return f"{part(*src)}-{part(*dst)}"
 
 
@@ -62,13 +61,15 @@ def test_loopback_streams_equal_tcpflow(tmp_path: Path) -> None:
     tb = _run_testbed(tmp_path, any_iface=False)
     for pcap in (tb.client_pcap, tb.upstream_pcap):
         flows = tmp_path / f"tcpflow-{pcap.stem}"
-        subprocess.run(["tcpflow", "-r", str(pcap), "-o", str(flows)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["tcpflow", "-r", str(pcap), "-o", str(flows)],
+            check=True,
+            capture_output=True,
+        )
         out = _ours(pcap)
         assert len(out.connections) >= 2
         for conn, sink in zip(out.connections, out.sinks, strict=True):
-            for to_server, data in ((True, sink.data[0]),
-                                    (False, sink.data[1])):
+            for to_server, data in ((True, sink.data[0]), (False, sink.data[1])):
                 if not data:
                     continue
                 theirs = (flows / _flow_name(conn, to_server)).read_bytes()
@@ -80,8 +81,7 @@ def _tshark_streams(pcap: Path, count: int) -> list[tuple[bytes, bytes]]:
     args = ["tshark", "-r", str(pcap), "-q"]
     for i in range(count):
         args += ["-z", f"follow,tcp,raw,{i}"]
-    text = subprocess.run(args, check=True, capture_output=True,
-                          text=True).stdout
+    text = subprocess.run(args, check=True, capture_output=True, text=True).stdout
     streams = []
     for block in text.split("Follow: tcp,raw")[1:]:
         to_server = bytearray()
@@ -109,8 +109,9 @@ def test_any_interface_streams_equal_tshark(tmp_path: Path) -> None:
         assert sorted(ours) == sorted(theirs)
 
 
-def _rewrite(src: Path, dst: Path, drop: set[int],
-             extra: list[tuple[int, bytes]] = ()) -> None:  # type: ignore[assignment]
+def _rewrite(
+    src: Path, dst: Path, drop: set[int], extra: list[tuple[int, bytes]] = ()
+) -> None:  # type: ignore[assignment]
     """Copy a capture without the frames in ``drop``, inserting ``extra``
     frames (after the given frame number)."""
     from fcgiforensics.capture.records import read_records
@@ -147,17 +148,17 @@ def test_tcpflow_differs_where_documented(tmp_path: Path) -> None:
     gaps = ours.connections[0].to_client.gaps
     assert [(g.offset, g.length) for g in gaps] == [(offset, length)]
     flows = tmp_path / "tcpflow-holed"
-    subprocess.run(["tcpflow", "-r", str(holed), "-o", str(flows)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["tcpflow", "-r", str(holed), "-o", str(flows)], check=True, capture_output=True
+    )
     theirs = (flows / _flow_name(conn, False)).read_bytes()
-    assert theirs[offset:offset + length] == bytes(length)
-    assert bytes(sink.data[1])[offset:offset + length] != bytes(length)
+    assert theirs[offset : offset + length] == bytes(length)
+    assert bytes(sink.data[1])[offset : offset + length] != bytes(length)
 
     # Step 2: a retransmission of that frame with other bytes, sent after it.
     from fcgiforensics.capture.records import read_records
 
-    original = next(r for r in read_records(str(tb.client_pcap))
-                    if r[0] == victim)[3]
+    original = next(r for r in read_records(str(tb.client_pcap)) if r[0] == victim)[3]
     forged = original[:-10] + b"\0" * 10  # text bodies hold no NUL
     conflicted = tmp_path / "conflict.pcap"
     _rewrite(tb.client_pcap, conflicted, set(), [(victim, forged)])
@@ -166,8 +167,11 @@ def test_tcpflow_differs_where_documented(tmp_path: Path) -> None:
     assert conflict.second == b"\0" * 10
     assert bytes(ours.sinks[0].data[1]) == bytes(sink.data[1])
     flows = tmp_path / "tcpflow-conflict"
-    subprocess.run(["tcpflow", "-r", str(conflicted), "-o", str(flows)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["tcpflow", "-r", str(conflicted), "-o", str(flows)],
+        check=True,
+        capture_output=True,
+    )
     theirs = (flows / _flow_name(conn, False)).read_bytes()
     end = offset + length
-    assert theirs[end - 10:end] == b"\0" * 10
+    assert theirs[end - 10 : end] == b"\0" * 10

@@ -38,25 +38,30 @@ def test_in_order_stream_is_delivered_whole(tmp_path: Path) -> None:
     assert bytes(sink.data[0]) == REQUEST
     assert bytes(sink.data[1]) == SERVER_DATA
     assert conn.anomalies == []
-    assert sorted(sink.ends) == [(Direction.TO_SERVER, len(REQUEST)),
-                                 (Direction.TO_CLIENT, len(SERVER_DATA))]
+    assert sorted(sink.ends) == [
+        (Direction.TO_SERVER, len(REQUEST)),
+        (Direction.TO_CLIENT, len(SERVER_DATA)),
+    ]
     assert conn.to_client.fin and conn.to_server.fin
     assert not conn.midstream
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**32), dup=st.floats(0, 0.5),
-       mss=st.integers(200, 3000))
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(seed=st.integers(0, 2**32), dup=st.floats(0, 0.5), mss=st.integers(200, 3000))
 def test_any_reordering_or_duplication_gives_the_same_stream(
-        tmp_path: Path, seed: int, dup: float, mss: int) -> None:
+    tmp_path: Path, seed: int, dup: float, mss: int
+) -> None:
     """Reordering and duplicating data segments changes neither the stream
     nor the evidence: no gap, no conflict."""
     conv = Conversation(mss=mss)
     conv.handshake()
     conv.send_to_server(REQUEST)
     data = conv.send_to_client(SERVER_DATA)
-    head = conv.frames()[:len(conv.frames()) - len(data)]
+    head = conv.frames()[: len(conv.frames()) - len(data)]
     rng = random.Random(seed)
     shuffled = list(data)
     rng.shuffle(shuffled)
@@ -91,8 +96,8 @@ def test_segment_lost_by_the_capture_is_an_acked_gap(tmp_path: Path) -> None:
     assert out.sinks[0].gaps == [(Direction.TO_CLIENT, 3 * 1448, 1448)]
     assert [a.name for a in conn.anomalies] == ["tcp.gap"]
     stream = bytes(out.sinks[0].data[1])
-    assert stream[:3 * 1448] == SERVER_DATA[:3 * 1448]
-    assert stream[4 * 1448:] == SERVER_DATA[4 * 1448:]
+    assert stream[: 3 * 1448] == SERVER_DATA[: 3 * 1448]
+    assert stream[4 * 1448 :] == SERVER_DATA[4 * 1448 :]
     # The frames around the hole: the one before carried bytes up to it.
     assert gap.after_frame is not None
     assert conn.to_client.frames_for(3 * 1448, 4 * 1448) == []
@@ -129,7 +134,7 @@ def test_conflicting_retransmission_keeps_both_versions(tmp_path: Path) -> None:
     """A retransmission whose bytes differ is kept beside the first copy with
     both frames; the stream carries the first copy, which the receiver kept."""
     conv, _, data = _exchange()
-    forged = bytearray(SERVER_DATA[1448:2 * 1448])
+    forged = bytearray(SERVER_DATA[1448 : 2 * 1448])
     forged[100:104] = b"EVIL"
     retrans = conv.raw(False, 1448, bytes(forged))
     conv.ack_to_client()
@@ -156,7 +161,7 @@ def test_conflict_between_two_waiting_copies_is_undecided(tmp_path: Path) -> Non
     other = conv.raw(False, 2 * 1448, b"X" * 1448)
     conv.ack_to_client()
     ordered = [f for f in frames if f is not data[1]] + [other, data[1]]
-    ordered += conv.frames()[len(frames) + 1:]
+    ordered += conv.frames()[len(frames) + 1 :]
     out = follow_frames(tmp_path, ordered)
     [conflict] = out.connections[0].to_client.conflicts
     assert conflict.receiver_kept == "unknown"
@@ -199,8 +204,9 @@ def test_new_syn_on_reused_tuple_starts_new_connection(tmp_path: Path) -> None:
     """A fresh SYN on a closed 4-tuple opens a second connection."""
     a, _, _ = _exchange()
     a.close()
-    b, _, _ = _exchange(client_isn=9_000_000, server_isn=77,
-                        start_ns=1_800_000_000_000_000_000)
+    b, _, _ = _exchange(
+        client_isn=9_000_000, server_isn=77, start_ns=1_800_000_000_000_000_000
+    )
     b.close()
     out = follow_frames(tmp_path, a.frames() + b.frames())
     assert len(out.connections) == 2
@@ -226,7 +232,7 @@ def test_midstream_connection_is_kept_and_marked(tmp_path: Path) -> None:
     [conn] = out.connections
     assert conn.midstream
     assert conn.client[1] == 40000
-    assert bytes(out.sinks[0].data[1]) == SERVER_DATA[2 * 1448:]
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA[2 * 1448 :]
     assert [a.name for a in conn.anomalies] == ["tcp.midstream"]
 
 

@@ -45,18 +45,23 @@ class LegStats:
         return names
 
 
-def merged_records(paths: list[str],
-                   infos: list[CaptureInfo]) -> Iterator[RecordTuple]:
+def merged_records(paths: list[str], infos: list[CaptureInfo]) -> Iterator[RecordTuple]:
     """Records of several files (a rotated capture) in timestamp order."""
-    streams = [read_records(p, info, i)
-               for i, (p, info) in enumerate(zip(paths, infos, strict=True))]
+    streams = [
+        read_records(p, info, i)
+        for i, (p, info) in enumerate(zip(paths, infos, strict=True))
+    ]
     if len(streams) == 1:
         return streams[0]
     return heapq.merge(*streams, key=lambda rec: rec[1])
 
 
-def follow_leg(paths: Iterable[str], reassembler: Reassembler, *,
-               progress: Callable[[int, int], None] | None = None) -> LegStats:
+def follow_leg(
+    paths: Iterable[str],
+    reassembler: Reassembler,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> LegStats:
     """Feed every TCP segment of ``paths`` to ``reassembler``.
 
     ``progress(done, total)`` is called now and then with file bytes
@@ -80,13 +85,16 @@ def follow_leg(paths: Iterable[str], reassembler: Reassembler, *,
             segments += 1
             src, sport, dst, dport, seq, ack, flags, _, payload, missing = seg
             if missing:
-                stats.anomalies.append(Anomaly(
-                    "capture.truncated_packet",
-                    f"{missing} bytes of TCP payload cut off by the snaplen",
-                    capture=reassembler.capture, first_frame=frame,
-                    last_frame=frame))
-            add(frame, ts, src, sport, dst, dport, seq, ack, flags, payload,
-                missing)
+                stats.anomalies.append(
+                    Anomaly(
+                        "capture.truncated_packet",
+                        f"{missing} bytes of TCP payload cut off by the snaplen",
+                        capture=reassembler.capture,
+                        first_frame=frame,
+                        last_frame=frame,
+                    )
+                )
+            add(frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing)
         if progress is not None and packets % PROGRESS_EVERY == 0:
             progress(sum(i.bytes_read for i in stats.files), total)
     stats.packets = packets
@@ -100,14 +108,18 @@ def follow_leg(paths: Iterable[str], reassembler: Reassembler, *,
 
 # Anomalies of frames that are not usable TCP, one per kind and file: a
 # capture full of fragments should not produce a million identical lines.
-def _note_not_tcp(stats: LegStats, capture: str, seg: NotTcp,
-                  frame: int) -> None:
-    name = {"malformed": "capture.bad_packet",
-            "fragment": "capture.ip_fragment",
-            "linktype": "capture.unsupported_linktype"}[seg.reason]
+def _note_not_tcp(stats: LegStats, capture: str, seg: NotTcp, frame: int) -> None:
+    name = {
+        "malformed": "capture.bad_packet",
+        "fragment": "capture.ip_fragment",
+        "linktype": "capture.unsupported_linktype",
+    }[seg.reason]
     if stats.not_tcp[seg.reason] <= 1:
-        stats.anomalies.append(Anomaly(name, seg.detail, capture=capture,
-                                       first_frame=frame, last_frame=frame))
+        stats.anomalies.append(
+            Anomaly(
+                name, seg.detail, capture=capture, first_frame=frame, last_frame=frame
+            )
+        )
 
 
 def _size(path: str) -> int:

@@ -145,8 +145,13 @@ def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp
         else:
             return _OTHER
         pos = 4
-    elif linktype in (LINKTYPE_RAW, LINKTYPE_RAW_OLD, LINKTYPE_RAW_OLD2,
-                      LINKTYPE_IPV4, LINKTYPE_IPV6):
+    elif linktype in (
+        LINKTYPE_RAW,
+        LINKTYPE_RAW_OLD,
+        LINKTYPE_RAW_OLD2,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+    ):
         if not frame:
             return NotTcp("malformed", "empty raw IP packet")
         ethertype = _ETH_IPV6 if frame[0] >> 4 == 6 else _ETH_IPV4
@@ -166,8 +171,8 @@ def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp
             return NotTcp("malformed", f"IPv4 header length {ihl}, total {total}")
         if frag & 0x3FFF:
             return NotTcp("fragment", "IPv4 fragment")
-        src = frame[pos + 12:pos + 16]
-        dst = frame[pos + 16:pos + 20]
+        src = frame[pos + 12 : pos + 16]
+        dst = frame[pos + 16 : pos + 20]
         ip_end = pos + total
         pos += ihl
     elif ethertype == _ETH_IPV6:
@@ -175,16 +180,19 @@ def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp
             return NotTcp("malformed", "IPv6 header cut short")
         plen = _U16.unpack_from(frame, pos + 4)[0]
         nxt = frame[pos + 6]
-        src = frame[pos + 8:pos + 24]
-        dst = frame[pos + 24:pos + 40]
+        src = frame[pos + 8 : pos + 24]
+        dst = frame[pos + 24 : pos + 40]
         ip_end = pos + 40 + plen
         pos += 40
         while nxt != 6:
             if nxt in _IPV6_EXT or nxt == _IPV6_AH:
                 if len(frame) < pos + 2:
                     return NotTcp("malformed", "IPv6 extension header cut short")
-                size = (frame[pos + 1] + 2) * 4 if nxt == _IPV6_AH else \
-                    (frame[pos + 1] + 1) * 8
+                size = (
+                    (frame[pos + 1] + 2) * 4
+                    if nxt == _IPV6_AH
+                    else (frame[pos + 1] + 1) * 8
+                )
                 nxt = frame[pos]
                 pos += size
             elif nxt == _IPV6_FRAGMENT:
@@ -211,6 +219,18 @@ def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp
         # The IP length claims more than the whole frame and the frame was
         # not cut by snaplen: the header lies.  Trust the bytes present.
         missing = 0
-    return _new_tuple(TcpSegment, (src, sport, dst, dport, seq, ack,
-                                   flags & 0x3F, window,
-                                   frame[start:captured_end], missing))
+    return _new_tuple(
+        TcpSegment,
+        (
+            src,
+            sport,
+            dst,
+            dport,
+            seq,
+            ack,
+            flags & 0x3F,
+            window,
+            frame[start:captured_end],
+            missing,
+        ),
+    )

@@ -64,12 +64,24 @@ class CaptureInfo:
     bytes_read: int = 0
     anomalies: list[Anomaly] = field(default_factory=list)
 
-    def note(self, name: str, detail: str, *, frame: int | None = None,
-             offset: int | None = None) -> None:
+    def note(
+        self,
+        name: str,
+        detail: str,
+        *,
+        frame: int | None = None,
+        offset: int | None = None,
+    ) -> None:
         """Record damage found at ``frame`` / file ``offset``."""
         self.anomalies.append(
-            Anomaly(name, detail, capture=self.path, first_frame=frame,
-                    last_frame=frame, file_offset=offset)
+            Anomaly(
+                name,
+                detail,
+                capture=self.path,
+                first_frame=frame,
+                last_frame=frame,
+                file_offset=offset,
+            )
         )
 
 
@@ -82,8 +94,13 @@ class _BlockReader:
 
     __slots__ = ("_file", "_raw", "_info", "buf", "pos", "base", "eof")
 
-    def __init__(self, file: io.BufferedIOBase, first: bytes, info: CaptureInfo,
-                 raw: io.BufferedIOBase) -> None:
+    def __init__(
+        self,
+        file: io.BufferedIOBase,
+        first: bytes,
+        info: CaptureInfo,
+        raw: io.BufferedIOBase,
+    ) -> None:
         self._file = file
         self._raw = raw
         self._info = info
@@ -103,7 +120,7 @@ class _BlockReader:
                 self.eof = True
                 break
             self.base += self.pos
-            self.buf = self.buf[self.pos:] + more
+            self.buf = self.buf[self.pos :] + more
             self.pos = 0
             self._info.bytes_read = self._raw.tell()
         return len(self.buf) - self.pos >= n
@@ -133,8 +150,9 @@ def _open(path: str) -> tuple[io.BufferedIOBase, io.BufferedIOBase, bool]:
     return raw, raw, False
 
 
-def read_records(path: str, info: CaptureInfo | None = None,
-                 file_index: int = 0) -> Iterator[RecordTuple]:
+def read_records(
+    path: str, info: CaptureInfo | None = None, file_index: int = 0
+) -> Iterator[RecordTuple]:
     """Yield ``(frame, ts_ns, linktype, data, orig_len)`` for each packet.
 
     ``frame`` is the 1-based record number, packed with ``file_index``
@@ -175,13 +193,17 @@ def read_records(path: str, info: CaptureInfo | None = None,
                 )
         except (OSError, EOFError, zlib.error) as exc:
             # A gzip stream cut short or damaged: keep what was read.
-            info.note("capture.truncated_file",
-                      f"compressed stream unreadable: {exc}",
-                      frame=info.records + 1, offset=reader.offset)
+            info.note(
+                "capture.truncated_file",
+                f"compressed stream unreadable: {exc}",
+                frame=info.records + 1,
+                offset=reader.offset,
+            )
 
 
-def _read_pcap(r: _BlockReader, info: CaptureInfo,
-               frame_base: int) -> Iterator[RecordTuple]:
+def _read_pcap(
+    r: _BlockReader, info: CaptureInfo, frame_base: int
+) -> Iterator[RecordTuple]:
     """The classic libpcap format: a 24-byte header, then records."""
     if not r.need(24):
         raise CaptureFormatError(info.path, "pcap header cut short", offset=0)
@@ -209,30 +231,44 @@ def _read_pcap(r: _BlockReader, info: CaptureInfo,
                 break
             number += 1
             pos = end
-            yield (frame_base | number, sec * 1_000_000_000 + frac * ts_unit,
-                   linktype, buf[start:end], origlen)
+            yield (
+                frame_base | number,
+                sec * 1_000_000_000 + frac * ts_unit,
+                linktype,
+                buf[start:end],
+                origlen,
+            )
         r.pos = pos
         info.records = number
 
         if not r.need(16):
             if len(r.buf) - r.pos:
-                info.note("capture.truncated_file",
-                          f"file ends inside a record header "
-                          f"({len(r.buf) - r.pos} of 16 bytes)",
-                          frame=frame_base | (number + 1), offset=r.offset)
+                info.note(
+                    "capture.truncated_file",
+                    f"file ends inside a record header "
+                    f"({len(r.buf) - r.pos} of 16 bytes)",
+                    frame=frame_base | (number + 1),
+                    offset=r.offset,
+                )
             return
         caplen = unpack(r.buf, r.pos)[2]
         if caplen > limit:
-            info.note("capture.bad_record",
-                      f"record length {caplen} exceeds snaplen {snaplen}; "
-                      f"the rest of the file cannot be framed",
-                      frame=frame_base | (number + 1), offset=r.offset)
+            info.note(
+                "capture.bad_record",
+                f"record length {caplen} exceeds snaplen {snaplen}; "
+                f"the rest of the file cannot be framed",
+                frame=frame_base | (number + 1),
+                offset=r.offset,
+            )
             return
         if not r.need(16 + caplen):
-            info.note("capture.truncated_file",
-                      f"file ends inside a record: {len(r.buf) - r.pos - 16} "
-                      f"of {caplen} bytes present",
-                      frame=frame_base | (number + 1), offset=r.offset)
+            info.note(
+                "capture.truncated_file",
+                f"file ends inside a record: {len(r.buf) - r.pos - 16} "
+                f"of {caplen} bytes present",
+                frame=frame_base | (number + 1),
+                offset=r.offset,
+            )
             return
 
 
@@ -273,7 +309,7 @@ def _parse_idb(body: bytes, order: str) -> _Interface:
     pos = 8
     while pos + 4 <= len(body):
         code, length = struct.unpack_from(order + "HH", body, pos)
-        value = body[pos + 4:pos + 4 + length]
+        value = body[pos + 4 : pos + 4 + length]
         if code == 0:
             break
         if code == 9 and length >= 1:
@@ -284,8 +320,9 @@ def _parse_idb(body: bytes, order: str) -> _Interface:
     return iface
 
 
-def _read_pcapng(r: _BlockReader, info: CaptureInfo,
-                 frame_base: int) -> Iterator[RecordTuple]:
+def _read_pcapng(
+    r: _BlockReader, info: CaptureInfo, frame_base: int
+) -> Iterator[RecordTuple]:
     """pcapng: sections of blocks; packets refer to their interface."""
     order = "<"
     interfaces: list[_Interface] = []
@@ -293,73 +330,98 @@ def _read_pcapng(r: _BlockReader, info: CaptureInfo,
     while True:
         if not r.need(12):
             if len(r.buf) - r.pos:
-                info.note("capture.truncated_file",
-                          "file ends inside a block header",
-                          frame=frame_base | (number + 1), offset=r.offset)
+                info.note(
+                    "capture.truncated_file",
+                    "file ends inside a block header",
+                    frame=frame_base | (number + 1),
+                    offset=r.offset,
+                )
             break
         block_type = struct.unpack_from(order + "I", r.buf, r.pos)[0]
 
         # Step 1: a section header fixes the byte order of what follows.
         if block_type == _SHB:
-            bom = r.buf[r.pos + 8:r.pos + 12]
+            bom = r.buf[r.pos + 8 : r.pos + 12]
             if bom == b"\x4d\x3c\x2b\x1a":
                 order = "<"
             elif bom == b"\x1a\x2b\x3c\x4d":
                 order = ">"
             else:
                 raise CaptureFormatError(
-                    info.path, f"pcapng section header with byte-order magic "
-                    f"{bom.hex()}", offset=r.offset)
+                    info.path,
+                    f"pcapng section header with byte-order magic {bom.hex()}",
+                    offset=r.offset,
+                )
             interfaces = []
         length = struct.unpack_from(order + "I", r.buf, r.pos + 4)[0]
         if length < 12 or length % 4 or length > MAX_RECORD + 64:
             if number == 0 and block_type == _SHB and not info.link_types:
                 raise CaptureFormatError(
-                    info.path, f"pcapng section header length {length} is "
-                    "impossible", offset=r.offset)
-            info.note("capture.bad_record",
-                      f"block length {length} is impossible; the rest of "
-                      "the file cannot be framed",
-                      frame=frame_base | (number + 1), offset=r.offset)
+                    info.path,
+                    f"pcapng section header length {length} is impossible",
+                    offset=r.offset,
+                )
+            info.note(
+                "capture.bad_record",
+                f"block length {length} is impossible; the rest of "
+                "the file cannot be framed",
+                frame=frame_base | (number + 1),
+                offset=r.offset,
+            )
             break
         if not r.need(length):
-            info.note("capture.truncated_file",
-                      f"file ends inside a block: {len(r.buf) - r.pos} of "
-                      f"{length} bytes present",
-                      frame=frame_base | (number + 1), offset=r.offset)
+            info.note(
+                "capture.truncated_file",
+                f"file ends inside a block: {len(r.buf) - r.pos} of "
+                f"{length} bytes present",
+                frame=frame_base | (number + 1),
+                offset=r.offset,
+            )
             break
         offset = r.offset
-        body = r.buf[r.pos + 8:r.pos + length - 4]
+        body = r.buf[r.pos + 8 : r.pos + length - 4]
         r.pos += length
 
         # Step 2: packets, in any of the three packet block forms.
         if block_type == _EPB or block_type == _OPB:
             if block_type == _EPB:
                 iface_id, hi, lo, caplen, origlen = struct.unpack_from(
-                    order + "IIIII", body, 0)
+                    order + "IIIII", body, 0
+                )
             else:
                 iface_id, _, hi, lo, caplen, origlen = struct.unpack_from(
-                    order + "HHIIII", body, 0)
+                    order + "HHIIII", body, 0
+                )
             number += 1
             info.records = number
             if iface_id >= len(interfaces) or caplen > len(body) - 20:
-                info.note("capture.bad_record",
-                          f"packet block names interface {iface_id} or "
-                          f"length {caplen} that does not exist",
-                          frame=frame_base | number, offset=offset)
+                info.note(
+                    "capture.bad_record",
+                    f"packet block names interface {iface_id} or "
+                    f"length {caplen} that does not exist",
+                    frame=frame_base | number,
+                    offset=offset,
+                )
                 continue
             iface = interfaces[iface_id]
-            ts = (((hi << 32) | lo) * iface.ts_mul // iface.ts_div
-                  + iface.ts_offset_ns)
-            yield (frame_base | number, ts, iface.linktype,
-                   body[20:20 + caplen], origlen)
+            ts = ((hi << 32) | lo) * iface.ts_mul // iface.ts_div + iface.ts_offset_ns
+            yield (
+                frame_base | number,
+                ts,
+                iface.linktype,
+                body[20 : 20 + caplen],
+                origlen,
+            )
         elif block_type == _SPB:
             number += 1
             info.records = number
             if not interfaces:
-                info.note("capture.bad_record",
-                          "simple packet block before any interface",
-                          frame=frame_base | number, offset=offset)
+                info.note(
+                    "capture.bad_record",
+                    "simple packet block before any interface",
+                    frame=frame_base | number,
+                    offset=offset,
+                )
                 continue
             origlen = struct.unpack_from(order + "I", body, 0)[0]
             iface = interfaces[0]
@@ -367,17 +429,25 @@ def _read_pcapng(r: _BlockReader, info: CaptureInfo,
             if iface.snaplen:
                 caplen = min(caplen, iface.snaplen)
             # A simple packet block carries no timestamp.
-            yield (frame_base | number, 0, iface.linktype,
-                   body[4:4 + caplen], origlen)
+            yield (
+                frame_base | number,
+                0,
+                iface.linktype,
+                body[4 : 4 + caplen],
+                origlen,
+            )
         elif block_type == _IDB:
             iface = _parse_idb(body, order)
             interfaces.append(iface)
             if iface.linktype not in info.link_types:
                 info.link_types.append(iface.linktype)
         elif block_type != _SHB and block_type not in _KNOWN_SKIPPED:
-            info.note("capture.unknown_block",
-                      f"block type {block_type:#x} skipped",
-                      frame=None, offset=offset)
+            info.note(
+                "capture.unknown_block",
+                f"block type {block_type:#x} skipped",
+                frame=None,
+                offset=offset,
+            )
 
 
 def sniff_format(path: str) -> str:
@@ -387,13 +457,11 @@ def sniff_format(path: str) -> str:
             head = raw.read(2)
             raw.seek(0)
             stream: io.BufferedIOBase = (
-                gzip.GzipFile(fileobj=raw) if head == _GZIP_MAGIC
-                else raw)
+                gzip.GzipFile(fileobj=raw) if head == _GZIP_MAGIC else raw
+            )
             magic = stream.read(4)
     except (OSError, EOFError):
         return ""
     if magic in _PCAP_MAGIC:
         return "pcap"
     return "pcapng" if magic == _PCAPNG_SHB else ""
-
-

@@ -46,20 +46,34 @@ def register(sub: Any) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
 
     p = sub.add_parser(
-        "streams", formatter_class=fmt,
+        "streams",
+        formatter_class=fmt,
         help="list TCP connections and what the capture lacks",
         description=(
             "Rebuild every TCP connection of each capture file and list\n"
             "one row per connection: endpoints, bytes each way, frames,\n"
             "and the anomalies met (gaps the capture lacks, conflicting\n"
-            "retransmissions, resets...)."),
-        epilog=("example:\n  fcgiforensics streams --json lo.pcap | "
-                "jq '.captures[0].connections[0]'"))
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="pcap or pcapng file, optionally gzip-compressed")
-    p.add_argument("--merge", action="store_true",
-                   help="treat the files as one rotated capture, merged in "
-                   "time order")
-    p.add_argument("--json", action="store_true",
-                   help="print the fcgiforensics.streams/1 JSON document")
+            "retransmissions, resets...)."
+        ),
+        epilog=(
+            "example:\n  fcgiforensics streams --json lo.pcap | "
+            "jq '.captures[0].connections[0]'"
+        ),
+    )
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="pcap or pcapng file, optionally gzip-compressed",
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="treat the files as one rotated capture, merged in time order",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the fcgiforensics.streams/1 JSON document",
+    )
     p.set_defaults(run=run_streams)

@@ -59,10 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        help="show tracebacks and debug logging")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug logging"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.register(sub)
     return parser

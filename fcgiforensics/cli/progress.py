@@ -19,8 +19,9 @@ class Progress:
     that scripted use never sees control characters.
     """
 
-    def __init__(self, label: str, stream: TextIO | None = None,
-                 enabled: bool | None = None) -> None:
+    def __init__(
+        self, label: str, stream: TextIO | None = None, enabled: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stderr
         self.label = label
         self.enabled = self.stream.isatty() if enabled is None else enabled
@@ -38,7 +39,8 @@ class Progress:
         bar = "#" * int(share * 20)
         self.stream.write(
             f"\r{self.label} [{bar:<20}] {share:4.0%} "
-            f"{done / 1e6:.0f}/{total / 1e6:.0f} MB")
+            f"{done / 1e6:.0f}/{total / 1e6:.0f} MB"
+        )
         self.stream.flush()
         self._drawn = True
 

@@ -49,5 +49,3 @@ class ConnectionDecoder(Protocol):
     def close(self) -> list[object]:
         """The capture is over: flush every unfinished message."""
         ...
-
-

@@ -50,14 +50,11 @@ _SEQ_HALF = 1 << 31
 class StreamSink(Protocol):
     """Receives one connection's bytes in stream order (a decoder, say)."""
 
-    def feed(self, direction: Direction, offset: int, data: bytes) -> object:
-        ...
+    def feed(self, direction: Direction, offset: int, data: bytes) -> object: ...
 
-    def gap(self, direction: Direction, offset: int, length: int) -> object:
-        ...
+    def gap(self, direction: Direction, offset: int, length: int) -> object: ...
 
-    def end(self, direction: Direction, offset: int) -> object:
-        ...
+    def end(self, direction: Direction, offset: int) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +122,36 @@ class HalfStream:
     """One direction of a connection: its bytes' evidence and statistics."""
 
     __slots__ = (
-        "direction", "base", "next", "started", "syn_frame", "fin_offset",
-        "ended", "pending", "pending_bytes", "peer_acked",
-        "retained_starts", "retained_chunks", "retained_bytes", "retained_head",
-        "seg_offsets", "seg_lengths", "seg_frames", "seg_times",
-        "gaps", "conflicts", "packets", "payload_bytes", "retransmissions",
-        "out_of_order", "keepalives", "first_time", "last_time", "last_frame",
-        "rst", "fin",
+        "direction",
+        "base",
+        "next",
+        "started",
+        "syn_frame",
+        "fin_offset",
+        "ended",
+        "pending",
+        "pending_bytes",
+        "peer_acked",
+        "retained_starts",
+        "retained_chunks",
+        "retained_bytes",
+        "retained_head",
+        "seg_offsets",
+        "seg_lengths",
+        "seg_frames",
+        "seg_times",
+        "gaps",
+        "conflicts",
+        "packets",
+        "payload_bytes",
+        "retransmissions",
+        "out_of_order",
+        "keepalives",
+        "first_time",
+        "last_time",
+        "last_frame",
+        "rst",
+        "fin",
     )
 
     def __init__(self, direction: Direction) -> None:
@@ -198,8 +218,7 @@ class HalfStream:
 
     def unobserved(self, start: int, end: int) -> list[StreamGap]:
         """Gaps that overlap stream bytes ``[start, end)``."""
-        return [g for g in self.gaps
-                if g.offset < end and start < g.offset + g.length]
+        return [g for g in self.gaps if g.offset < end and start < g.offset + g.length]
 
 
 @dataclass(slots=True)
@@ -218,8 +237,11 @@ class Connection:
     first_time: int
     midstream: bool
     halves: tuple[HalfStream, HalfStream] = field(
-        default_factory=lambda: (HalfStream(Direction.TO_SERVER),
-                                 HalfStream(Direction.TO_CLIENT)))
+        default_factory=lambda: (
+            HalfStream(Direction.TO_SERVER),
+            HalfStream(Direction.TO_CLIENT),
+        )
+    )
     anomalies: list[Anomaly] = field(default_factory=list)
     sink: StreamSink | None = None
     closed: bool = False
@@ -268,28 +290,45 @@ class Reassembler:
     order, then call :meth:`finish` once.
     """
 
-    def __init__(self, sink_for: object = None, *, capture: str = "",
-                 limits: ReassemblyLimits | None = None) -> None:
+    def __init__(
+        self,
+        sink_for: object = None,
+        *,
+        capture: str = "",
+        limits: ReassemblyLimits | None = None,
+    ) -> None:
         self._sink_for = sink_for
         self.capture = capture
         self.limits = limits or ReassemblyLimits()
         self.connections: list[Connection] = []
         # (src, sport, dst, dport) -> (connection, direction of that flow)
-        self._flows: dict[tuple[bytes, int, bytes, int],
-                          tuple[Connection, Direction]] = {}
+        self._flows: dict[
+            tuple[bytes, int, bytes, int], tuple[Connection, Direction]
+        ] = {}
         self.ignored_connections = 0
 
     # -- public entry points -------------------------------------------
 
-    def add(self, frame: int, ts: int, src: bytes, sport: int, dst: bytes,
-            dport: int, seq: int, ack: int, flags: int, payload: bytes,
-            missing: int = 0) -> None:
+    def add(
+        self,
+        frame: int,
+        ts: int,
+        src: bytes,
+        sport: int,
+        dst: bytes,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        payload: bytes,
+        missing: int = 0,
+    ) -> None:
         """Take one captured TCP segment."""
         found = self._flows.get((src, sport, dst, dport))
-        if found is None or (flags & TCP_SYN and not flags & TCP_ACK
-                             and self._is_new_syn(found, seq)):
-            found = self._open(frame, ts, src, sport, dst, dport, seq, flags,
-                               payload)
+        if found is None or (
+            flags & TCP_SYN and not flags & TCP_ACK and self._is_new_syn(found, seq)
+        ):
+            found = self._open(frame, ts, src, sport, dst, dport, seq, flags, payload)
             if found is None:
                 return
         conn, direction = found
@@ -319,8 +358,11 @@ class Reassembler:
         if flags & TCP_ACK and peer.started:
             # (the body of _unwrap, inlined: this runs for every packet)
             nxt = peer.next
-            acked = nxt + ((ack - peer.base) % _SEQ_MOD - nxt + _SEQ_HALF) \
-                % _SEQ_MOD - _SEQ_HALF
+            acked = (
+                nxt
+                + ((ack - peer.base) % _SEQ_MOD - nxt + _SEQ_HALF) % _SEQ_MOD
+                - _SEQ_HALF
+            )
             if peer.fin_offset is not None:
                 acked = min(acked, peer.fin_offset)  # the FIN takes one number
             if acked > peer.peer_acked:
@@ -339,8 +381,9 @@ class Reassembler:
             self._maybe_end(conn, half)
         if flags & TCP_RST:
             half.rst = True
-            conn.anomalies.append(self._anomaly(
-                conn, half, "tcp.rst", "connection reset", offset, frame))
+            conn.anomalies.append(
+                self._anomaly(conn, half, "tcp.rst", "connection reset", offset, frame)
+            )
             self._flush(conn, half, "unseen")
             self._end(conn, half)
             self._flush(conn, peer, "unseen")
@@ -366,9 +409,18 @@ class Reassembler:
             return conn.closed or half.started
         return (seq + 1) % _SEQ_MOD != half.base
 
-    def _open(self, frame: int, ts: int, src: bytes, sport: int, dst: bytes,
-              dport: int, seq: int, flags: int,
-              payload: bytes) -> tuple[Connection, Direction] | None:
+    def _open(
+        self,
+        frame: int,
+        ts: int,
+        src: bytes,
+        sport: int,
+        dst: bytes,
+        dport: int,
+        seq: int,
+        flags: int,
+        payload: bytes,
+    ) -> tuple[Connection, Direction] | None:
         if len(self.connections) >= self.limits.connections:
             self.ignored_connections += 1
             return None
@@ -378,11 +430,9 @@ class Reassembler:
         syn_only = bool(flags & TCP_SYN) and not flags & TCP_ACK
         midstream = not syn_only
         if syn_only or (not flags & TCP_SYN and sport > dport):
-            client, server, direction = (src, sport), (dst, dport), \
-                Direction.TO_SERVER
+            client, server, direction = (src, sport), (dst, dport), Direction.TO_SERVER
         else:
-            client, server, direction = (dst, dport), (src, sport), \
-                Direction.TO_CLIENT
+            client, server, direction = (dst, dport), (src, sport), Direction.TO_CLIENT
 
         # A new SYN on a 4-tuple in use ends the old connection first.
         old = self._flows.get((src, sport, dst, dport))
@@ -393,18 +443,27 @@ class Reassembler:
                 self._end(old_conn, half)
             old_conn.closed = True
 
-        conn = Connection(len(self.connections), client, server, frame, ts,
-                          midstream)
+        conn = Connection(len(self.connections), client, server, frame, ts, midstream)
         if midstream:
-            conn.anomalies.append(Anomaly(
-                "tcp.midstream", "connection first seen without its SYN",
-                capture=self.capture, connection=conn.label(),
-                first_frame=frame, last_frame=frame))
+            conn.anomalies.append(
+                Anomaly(
+                    "tcp.midstream",
+                    "connection first seen without its SYN",
+                    capture=self.capture,
+                    connection=conn.label(),
+                    first_frame=frame,
+                    last_frame=frame,
+                )
+            )
         self.connections.append(conn)
         self._flows[(client[0], client[1], server[0], server[1])] = (
-            conn, Direction.TO_SERVER)
+            conn,
+            Direction.TO_SERVER,
+        )
         self._flows[(server[0], server[1], client[0], client[1])] = (
-            conn, Direction.TO_CLIENT)
+            conn,
+            Direction.TO_CLIENT,
+        )
         if callable(self._sink_for):
             conn.sink = self._sink_for(conn)
         log.debug("connection %d opened at frame %d", conn.index, frame)
@@ -421,8 +480,16 @@ class Reassembler:
 
     # -- data -------------------------------------------------------------
 
-    def _data(self, conn: Connection, half: HalfStream, offset: int,
-              data: bytes, missing: int, frame: int, ts: int) -> None:
+    def _data(
+        self,
+        conn: Connection,
+        half: HalfStream,
+        offset: int,
+        data: bytes,
+        missing: int,
+        frame: int,
+        ts: int,
+    ) -> None:
         half.payload_bytes += len(data)
         end = offset + len(data) + missing
 
@@ -436,8 +503,9 @@ class Reassembler:
         if offset == half.next:
             self._deliver(conn, half, offset, data, frame, ts)
             if missing:
-                self._gap(conn, half, offset + len(data), missing, "snaplen",
-                          frame, frame)
+                self._gap(
+                    conn, half, offset + len(data), missing, "snaplen", frame, frame
+                )
             if half.pending:
                 self._drain(conn, half)
             self._maybe_end(conn, half)
@@ -447,18 +515,25 @@ class Reassembler:
             # Old bytes again: compare what overlaps, deliver what is new.
             half.retransmissions += 1
             if offset < 0 and conn.midstream:
-                conn.anomalies.append(self._anomaly(
-                    conn, half, "tcp.before_start",
-                    f"{-offset} bytes before the first byte seen", offset,
-                    frame))
+                conn.anomalies.append(
+                    self._anomaly(
+                        conn,
+                        half,
+                        "tcp.before_start",
+                        f"{-offset} bytes before the first byte seen",
+                        offset,
+                        frame,
+                    )
+                )
             overlap = min(end, half.next) - offset
             self._compare(conn, half, offset, data[:overlap], frame)
             if end > half.next:
                 cut = half.next - offset
                 self._deliver(conn, half, half.next, data[cut:], frame, ts)
                 if missing and half.next < end:
-                    self._gap(conn, half, half.next, end - half.next,
-                              "snaplen", frame, frame)
+                    self._gap(
+                        conn, half, half.next, end - half.next, "snaplen", frame, frame
+                    )
                 if half.pending:
                     self._drain(conn, half)
                 self._maybe_end(conn, half)
@@ -467,15 +542,23 @@ class Reassembler:
         # Ahead of a hole: wait for the hole to fill.
         half.out_of_order += 1
         if half.fin_offset is not None and offset >= half.fin_offset:
-            conn.anomalies.append(self._anomaly(
-                conn, half, "tcp.data_after_fin",
-                f"{len(data)} bytes after the FIN", offset, frame))
+            conn.anomalies.append(
+                self._anomaly(
+                    conn,
+                    half,
+                    "tcp.data_after_fin",
+                    f"{len(data)} bytes after the FIN",
+                    offset,
+                    frame,
+                )
+            )
             return
         held = half.pending.get(offset)
         if held is not None:
-            if held[0] != data[:len(held[0])] and data != held[0][:len(data)]:
-                self._conflict(conn, half, offset, held[0], data, (held[1],),
-                               frame, "unknown")
+            if held[0] != data[: len(held[0])] and data != held[0][: len(data)]:
+                self._conflict(
+                    conn, half, offset, held[0], data, (held[1],), frame, "unknown"
+                )
             if len(data) <= len(held[0]):
                 return
             half.pending_bytes -= len(held[0])
@@ -487,18 +570,38 @@ class Reassembler:
         half.pending_bytes += len(data)
         if half.pending_bytes > self.limits.pending_bytes:
             first = min(half.pending)
-            self._gap(conn, half, half.next, first - half.next, "limit",
-                      half.last_frame, half.pending[first][1])
-            conn.anomalies.append(self._anomaly(
-                conn, half, "tcp.pending_limit",
-                f"{half.pending_bytes} bytes waited behind a hole",
-                half.next, frame))
+            self._gap(
+                conn,
+                half,
+                half.next,
+                first - half.next,
+                "limit",
+                half.last_frame,
+                half.pending[first][1],
+            )
+            conn.anomalies.append(
+                self._anomaly(
+                    conn,
+                    half,
+                    "tcp.pending_limit",
+                    f"{half.pending_bytes} bytes waited behind a hole",
+                    half.next,
+                    frame,
+                )
+            )
             self._drain(conn, half)
         elif half.peer_acked > half.next:
             self._declare_acked_gap(conn, half, half.peer_acked)
 
-    def _deliver(self, conn: Connection, half: HalfStream, offset: int,
-                 data: bytes, frame: int, ts: int) -> None:
+    def _deliver(
+        self,
+        conn: Connection,
+        half: HalfStream,
+        offset: int,
+        data: bytes,
+        frame: int,
+        ts: int,
+    ) -> None:
         """Hand in-order bytes to the sink and index where they came from."""
         if not data:
             return
@@ -526,8 +629,15 @@ class Reassembler:
             if frame < 0:  # a snaplen placeholder: ts holds the length
                 end = first + ts
                 if end > half.next:
-                    self._gap(conn, half, half.next, end - half.next,
-                              "snaplen", -frame, -frame)
+                    self._gap(
+                        conn,
+                        half,
+                        half.next,
+                        end - half.next,
+                        "snaplen",
+                        -frame,
+                        -frame,
+                    )
                 continue
             half.pending_bytes -= len(data)
             end = first + len(data)
@@ -540,15 +650,23 @@ class Reassembler:
                 self._compare(conn, half, first, data[:cut], frame)
             self._deliver(conn, half, half.next, data[cut:], frame, ts)
 
-    def _declare_acked_gap(self, conn: Connection, half: HalfStream,
-                           acked: int) -> None:
+    def _declare_acked_gap(
+        self, conn: Connection, half: HalfStream, acked: int
+    ) -> None:
         """The receiver has bytes the capture never showed: a gap."""
         first = min(half.pending)
         end = min(acked, first)
         if end > half.next:
             after = half.pending[first][1]
-            self._gap(conn, half, half.next, end - half.next, "acked",
-                      half.last_frame, abs(after))
+            self._gap(
+                conn,
+                half,
+                half.next,
+                end - half.next,
+                "acked",
+                half.last_frame,
+                abs(after),
+            )
             self._drain(conn, half)
 
     def _flush(self, conn: Connection, half: HalfStream, reason: str) -> None:
@@ -557,35 +675,70 @@ class Reassembler:
             first = min(half.pending)
             if first > half.next:
                 after = half.pending[first][1]
-                self._gap(conn, half, half.next, first - half.next, reason,
-                          half.last_frame, abs(after))
+                self._gap(
+                    conn,
+                    half,
+                    half.next,
+                    first - half.next,
+                    reason,
+                    half.last_frame,
+                    abs(after),
+                )
             self._drain(conn, half)
         if half.peer_acked > half.next:
-            self._gap(conn, half, half.next, half.peer_acked - half.next,
-                      "acked", half.last_frame, None)
+            self._gap(
+                conn,
+                half,
+                half.next,
+                half.peer_acked - half.next,
+                "acked",
+                half.last_frame,
+                None,
+            )
         if half.fin_offset is not None and half.fin_offset > half.next:
-            self._gap(conn, half, half.next, half.fin_offset - half.next,
-                      reason, half.last_frame, None)
+            self._gap(
+                conn,
+                half,
+                half.next,
+                half.fin_offset - half.next,
+                reason,
+                half.last_frame,
+                None,
+            )
 
-    def _gap(self, conn: Connection, half: HalfStream, offset: int,
-             length: int, reason: str, before: int | None,
-             after: int | None) -> None:
+    def _gap(
+        self,
+        conn: Connection,
+        half: HalfStream,
+        offset: int,
+        length: int,
+        reason: str,
+        before: int | None,
+        after: int | None,
+    ) -> None:
         if length <= 0:
             return
         gap = StreamGap(offset, length, reason, before, after)
         half.gaps.append(gap)
         half.next = offset + length
-        conn.anomalies.append(self._anomaly(
-            conn, half, "tcp.gap",
-            f"{length} bytes not in the capture ({reason})", offset,
-            after if after is not None else before))
+        conn.anomalies.append(
+            self._anomaly(
+                conn,
+                half,
+                "tcp.gap",
+                f"{length} bytes not in the capture ({reason})",
+                offset,
+                after if after is not None else before,
+            )
+        )
         if conn.sink is not None:
             conn.sink.gap(half.direction, offset, length)
 
     # -- overlaps -------------------------------------------------------------
 
-    def _compare(self, conn: Connection, half: HalfStream, offset: int,
-                 data: bytes, frame: int) -> None:
+    def _compare(
+        self, conn: Connection, half: HalfStream, offset: int, data: bytes, frame: int
+    ) -> None:
         """Compare a retransmitted copy with the bytes already delivered."""
         if not data:
             return
@@ -597,10 +750,16 @@ class Reassembler:
         for gap in half.unobserved(offset, end):
             late += min(end, gap.offset + gap.length) - max(offset, gap.offset)
         if late:
-            conn.anomalies.append(self._anomaly(
-                conn, half, "tcp.late_data",
-                f"{late} bytes arrived after their range was declared a gap",
-                offset, frame))
+            conn.anomalies.append(
+                self._anomaly(
+                    conn,
+                    half,
+                    "tcp.late_data",
+                    f"{late} bytes arrived after their range was declared a gap",
+                    offset,
+                    frame,
+                )
+            )
 
         # Walk the retained chunks that overlap the copy.
         starts = half.retained_starts
@@ -611,22 +770,38 @@ class Reassembler:
             lo = max(offset, starts[i])
             hi = min(end, starts[i] + len(chunk))
             if lo < hi:
-                old = chunk[lo - starts[i]:hi - starts[i]]
-                new = data[lo - offset:hi - offset]
+                old = chunk[lo - starts[i] : hi - starts[i]]
+                new = data[lo - offset : hi - offset]
                 compared += hi - lo
                 if old != new:
-                    self._conflict(conn, half, lo, old, new, (first_frame,),
-                                   frame, "first")
+                    self._conflict(
+                        conn, half, lo, old, new, (first_frame,), frame, "first"
+                    )
             i += 1
         if compared + late < len(data):
-            conn.anomalies.append(self._anomaly(
-                conn, half, "tcp.overlap_unverified",
-                f"{len(data) - compared - late} retransmitted bytes no longer "
-                "kept to compare", offset, frame))
+            conn.anomalies.append(
+                self._anomaly(
+                    conn,
+                    half,
+                    "tcp.overlap_unverified",
+                    f"{len(data) - compared - late} retransmitted bytes no longer "
+                    "kept to compare",
+                    offset,
+                    frame,
+                )
+            )
 
-    def _conflict(self, conn: Connection, half: HalfStream, offset: int,
-                  first: bytes, second: bytes, first_frames: tuple[int, ...],
-                  frame: int, kept: str) -> None:
+    def _conflict(
+        self,
+        conn: Connection,
+        half: HalfStream,
+        offset: int,
+        first: bytes,
+        second: bytes,
+        first_frames: tuple[int, ...],
+        frame: int,
+        kept: str,
+    ) -> None:
         # Narrow to the bytes that really differ, keeping both versions.
         n = min(len(first), len(second))
         lo = 0
@@ -637,13 +812,21 @@ class Reassembler:
             hi -= 1
         if lo == hi and len(first) == len(second):
             return
-        conflict = OverlapConflict(offset + lo, first[lo:hi], second[lo:hi],
-                                   first_frames, frame, kept)
+        conflict = OverlapConflict(
+            offset + lo, first[lo:hi], second[lo:hi], first_frames, frame, kept
+        )
         half.conflicts.append(conflict)
-        conn.anomalies.append(self._anomaly(
-            conn, half, "tcp.overlap_conflict",
-            f"{hi - lo} retransmitted bytes differ from the first copy "
-            f"(receiver kept: {kept})", offset + lo, frame))
+        conn.anomalies.append(
+            self._anomaly(
+                conn,
+                half,
+                "tcp.overlap_conflict",
+                f"{hi - lo} retransmitted bytes differ from the first copy "
+                f"(receiver kept: {kept})",
+                offset + lo,
+                frame,
+            )
+        )
 
     def _trim_retained(self, half: HalfStream, force: bool = False) -> None:
         """Forget delivered bytes that can no longer be retransmitted."""
@@ -654,7 +837,8 @@ class Reassembler:
         while head < len(starts):
             end = starts[head] + len(chunks[head][0])
             if end > keep_from and not (
-                    force and half.retained_bytes > self.limits.retained_bytes):
+                force and half.retained_bytes > self.limits.retained_bytes
+            ):
                 break
             half.retained_bytes -= len(chunks[head][0])
             chunks[head] = (b"", chunks[head][1])
@@ -680,9 +864,22 @@ class Reassembler:
         if all(h.ended for h in conn.halves):
             conn.closed = True
 
-    def _anomaly(self, conn: Connection, half: HalfStream, name: str,
-                 detail: str, offset: int, frame: int | None) -> Anomaly:
-        return Anomaly(name, detail, capture=self.capture,
-                       connection=conn.label(), direction=half.direction.label,
-                       stream_offset=offset, first_frame=frame,
-                       last_frame=frame)
+    def _anomaly(
+        self,
+        conn: Connection,
+        half: HalfStream,
+        name: str,
+        detail: str,
+        offset: int,
+        frame: int | None,
+    ) -> Anomaly:
+        return Anomaly(
+            name,
+            detail,
+            capture=self.capture,
+            connection=conn.label(),
+            direction=half.direction.label,
+            stream_offset=offset,
+            first_frame=frame,
+            last_frame=frame,
+        )
