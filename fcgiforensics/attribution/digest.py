@@ -1,0 +1,120 @@
+"""Body digests that an application declares about its own response.
+
+A digest computed by the app before its bytes left it is an oracle: if
+the body rebuilt from the FastCGI leg contradicts it, the damage was done
+before the capture point, by the app or its FastCGI server.
+
+Understood out of the box: ``Content-MD5`` (RFC 1864, base64 MD5),
+``Content-Digest`` and ``Repr-Digest`` (RFC 9530 section 2 and 3:
+a structured dictionary such as ``sha-256=:base64:``).  Any other header
+is named with ``--digest-header NAME[:ALGO]``, its value hex or base64.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "DigestSpec",
+    "DeclaredDigest",
+    "parse_digest_spec",
+    "find_digest",
+    "digest_matches",
+]
+
+# RFC 9530 section 5 registry names -> hashlib names.
+_RFC9530_ALGOS = {"sha-256": "sha256", "sha-512": "sha512", "md5": "md5", "sha": "sha1"}
+_DICT_MEMBER = re.compile(r"([a-z0-9*_.-]+)\s*=\s*:([A-Za-z0-9+/=]*):")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+
+
+@dataclass(frozen=True, slots=True)
+class DigestSpec:
+    """A custom digest header: its name and hash (None: guess from name)."""
+
+    header: str
+    algorithm: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredDigest:
+    """A digest found in a response's headers, decoded to raw bytes."""
+
+    header: str
+    algorithm: str  # a hashlib name
+    value: bytes
+
+
+def parse_digest_spec(text: str) -> DigestSpec:
+    """``X-Body-SHA1`` or ``X-Checksum:sha256`` -> DigestSpec."""
+    name, _, algo = text.partition(":")
+    algo = algo.strip().lower().replace("-", "") or None
+    if algo is not None and algo not in hashlib.algorithms_available:
+        raise ValueError(f"unknown hash algorithm {algo!r}")
+    return DigestSpec(name.strip(), algo)
+
+
+def _guess_algorithm(header: str, size: int) -> str | None:
+    lowered = header.lower().replace("-", "").replace("_", "")
+    for algo in ("sha512", "sha384", "sha256", "sha224", "sha1", "md5"):
+        if algo in lowered:
+            return algo
+    by_size = {16: "md5", 20: "sha1", 32: "sha256", 64: "sha512"}
+    return by_size.get(size)
+
+
+def _decode_value(value: str) -> bytes | None:
+    value = value.strip()
+    if _HEX.fullmatch(value) and len(value) % 2 == 0:
+        return bytes.fromhex(value)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def find_digest(
+    headers: Sequence[tuple[str, str]], custom: Sequence[DigestSpec] = ()
+) -> DeclaredDigest | None:
+    """The first digest the headers declare (custom names first)."""
+    by_name: dict[str, str] = {}
+    for name, value in headers:
+        by_name.setdefault(name.lower(), value)
+
+    for spec in custom:
+        value = by_name.get(spec.header.lower())
+        if value is None:
+            continue
+        raw = _decode_value(value)
+        if raw is None:
+            continue
+        algo = spec.algorithm or _guess_algorithm(spec.header, len(raw))
+        if algo is not None:
+            return DeclaredDigest(spec.header, algo, raw)
+
+    for header in ("repr-digest", "content-digest"):
+        value = by_name.get(header)
+        if value is None:
+            continue
+        for algo_name, b64 in _DICT_MEMBER.findall(value):
+            algo = _RFC9530_ALGOS.get(algo_name.lower())
+            raw = _decode_value(b64)
+            if algo is not None and raw is not None:
+                return DeclaredDigest(header.title(), algo, raw)
+
+    value = by_name.get("content-md5")
+    if value is not None:
+        raw = _decode_value(value)
+        if raw is not None and len(raw) == 16:
+            return DeclaredDigest("Content-MD5", "md5", raw)
+    return None
+
+
+def digest_matches(declared: DeclaredDigest, body: bytes) -> bool:
+    """True when ``body`` hashes to the declared value."""
+    return hashlib.new(declared.algorithm, body).digest() == declared.value

@@ -1,0 +1,354 @@
+"""Decide, for one exchange, whether the client got what the app sent.
+
+The rules are those of the report contract (REPORT.md, ``verdict`` and
+``hop``), applied in this order:
+
+1. Seen on one leg only: ``unmatched``.
+2. Damage already on the FastCGI leg, observed: the body contradicts the
+   digest the app declared, the app's records are misframed, STDERR or a
+   record header sits inside STDOUT, or the app's stream stops before its
+   END_REQUEST: ``corrupted`` by the ``app``.
+3. Otherwise the two bodies are aligned; a difference made only of
+   observed bytes is ``corrupted`` by the ``proxy`` (nginx or the client
+   leg's network, between the two capture points).
+4. A difference that needs a byte the capture lacks: ``incomplete``.
+5. Else ``ok``.  Chunking and content coding done by nginx were undone
+   by the decoders, so they are never seen as differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from ..anomalies import Anomaly
+from ..decoders.base import Direction
+from ..decoders.body import Body
+from ..decoders.fastcgi import FcgiRequest
+from ..decoders.http1 import HttpExchange
+from ..diff import Alignment, DiffRegion, align_bodies, describe_shapes
+from ..frames import format_frames, frame_number
+from ..reassembly import Connection
+from .digest import DeclaredDigest, DigestSpec, digest_matches, find_digest
+
+__all__ = ["Finding", "RegionEvidence", "Attribution", "attribute",
+           "APP_DAMAGE"]
+
+#: FastCGI anomalies that, seen on the app's side of the connection, show
+#: damage the app (or its FastCGI server) did to the response.
+APP_DAMAGE = {
+    "fcgi.bad_version": "a record header with a wrong version",
+    "fcgi.unknown_type": "a record header of an unknown type",
+    "fcgi.wrong_direction": "a record type the app must not send",
+    "fcgi.bad_request_id": "a record header with an impossible request id",
+    "fcgi.bad_record_length": "a record of the wrong length",
+    "fcgi.truncated_record": "a record cut off by the end of the stream",
+    "fcgi.fin_before_end": "the app closed the connection before END_REQUEST",
+    "fcgi.empty_stdout_midstream": "STDOUT content after the empty STDOUT record",
+    "fcgi.header_in_stdout": "a FastCGI record header inside STDOUT content",
+    "fcgi.stderr_in_stdout": "STDERR output in the middle of STDOUT",
+    "fcgi.content_length_mismatch": (
+        "a body whose length contradicts the app's Content-Length"),
+}
+
+#: Anomalies meaning the capture lacks bytes of a message.
+UNOBSERVED = {"tcp.gap", "fcgi.gap", "http.gap", "http.body_gap",
+              "http.decode_gap", "fcgi.request_unfinished",
+              "capture.truncated_packet"}
+
+
+@dataclass(frozen=True, slots=True)
+class RegionEvidence:
+    """A located difference, with the frames that show it on each leg."""
+
+    offset: int
+    length: int
+    kind: str
+    client_frames: tuple[int, ...]
+    upstream_frames: tuple[int, ...]
+    records: tuple[str, ...] = ()
+    shapes: tuple[str, ...] = ()
+    region: DiffRegion | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One piece of app-side damage: which anomaly, where in the body."""
+
+    name: str
+    anomaly: Anomaly | None
+    body_offset: int | None
+
+
+@dataclass(slots=True)
+class Attribution:
+    verdict: str
+    hop: str | None
+    regions: list[RegionEvidence] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
+    digest: DeclaredDigest | None = None
+    digest_matches: bool | None = None
+    client_digest_matches: bool | None = None
+    findings: list[Finding] = field(default_factory=list)
+    alignment: Alignment | None = None
+
+
+def _body_offset_at(body: Body, stream_offset: int) -> int:
+    """How many body bytes came before ``stream_offset`` of the stream."""
+    best = 0
+    for piece in body.pieces:
+        if piece.stream_start >= stream_offset:
+            break
+        if piece.exact:
+            best = piece.body_start + min(stream_offset - piece.stream_start,
+                                          piece.body_end - piece.body_start)
+        else:
+            best = piece.body_end
+    return best
+
+
+def _frames(conn: Connection | None, direction: Direction, body: Body,
+            start: int, end: int) -> tuple[int, ...]:
+    """Frames of ``direction`` that carried body bytes ``[start, end)``."""
+    if conn is None:
+        return ()
+    if end <= start:  # an empty range: the bytes on either side of it
+        start, end = max(start - 1, 0), start + 1
+    span = body.stream_range(start, min(end, len(body)))
+    if span is None:
+        return ()
+    return tuple(conn.halves[direction].frames_for(*span))
+
+
+def _client_body_for_diff(exchange: HttpExchange, conn: Connection) -> Body:
+    """The client's decoded body, with an observed early end made final.
+
+    The HTTP decoder marks a body cut by the connection's close as
+    incomplete.  If the close itself was captured (FIN or RST) with no
+    capture gap, the truncation is a fact, not a lack of evidence.
+    """
+    response = exchange.response
+    assert response is not None
+    body = response.body
+    if body.complete:
+        return body
+    half = conn.to_client
+    names = {a.name for a in exchange.anomalies}
+    if (half.fin or half.rst) and not half.gaps and not names & UNOBSERVED \
+            and not {"http.decode_error", "http.decompression_limit",
+                     "http.body_limit"} & names:
+        return Body(body.data, body.unobserved, body.pieces, True)
+    return body
+
+
+def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
+    out: list[Finding] = []
+    for anomaly in request.anomalies:
+        if anomaly.name not in APP_DAMAGE:
+            continue
+        if anomaly.direction != Direction.TO_CLIENT.label:
+            continue  # the web server's side: not the app's doing
+        if anomaly.name == "fcgi.truncated_record" and not (
+                conn.to_client.fin or conn.to_client.rst):
+            continue  # the capture stopped, the app did not
+        offset = None
+        if anomaly.stream_offset is not None:
+            offset = _body_offset_at(request.body, anomaly.stream_offset)
+        if anomaly.name in ("fcgi.fin_before_end",
+                            "fcgi.content_length_mismatch"):
+            offset = len(request.body)
+        out.append(Finding(anomaly.name, anomaly, offset))
+    return out
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def attribute(client: HttpExchange | None, client_conn: Connection | None,
+              upstream: FcgiRequest | None, upstream_conn: Connection | None,
+              digests: Sequence[DigestSpec] = ()) -> Attribution:
+    """The verdict, hop, regions and evidence for one paired exchange."""
+    # Step 1: one leg only.
+    if client is None or upstream is None or client.response is None \
+            and client.request is None:
+        leg = "client" if client is not None else "upstream"
+        result = Attribution("unmatched", None)
+        result.evidence.append(
+            f"this request was seen on the {leg} leg only")
+        return result
+    assert upstream_conn is not None and client_conn is not None
+
+    result = Attribution("ok", None)
+    ubody = upstream.body
+
+    # Step 2a: the app's own digest, checked against the upstream body.
+    headers = list(upstream.headers.fields)
+    declared = find_digest(headers, digests)
+    if declared is None and client.response is not None:
+        declared = find_digest(
+            [(n.decode("latin-1"), v.decode("latin-1"))
+             for n, v in client.response.headers], digests)
+    result.digest = declared
+    if declared is not None:
+        if ubody.fully_observed and ubody.complete:
+            result.digest_matches = digest_matches(declared, ubody.data)
+            if result.digest_matches:
+                result.evidence.append(
+                    f"the upstream body matches the app's {declared.header} "
+                    f"({declared.algorithm})")
+            else:
+                result.evidence.append(
+                    f"the upstream body contradicts the app's "
+                    f"{declared.header} ({declared.algorithm}): the app sent "
+                    "bytes other than those it digested")
+                result.findings.append(Finding("digest", None, None))
+        response = client.response
+        if response is not None and response.body.fully_observed and \
+                response.body.complete:
+            result.client_digest_matches = digest_matches(
+                declared, response.body.data)
+
+    # Step 2b: damage visible in the FastCGI records.
+    for finding in _app_findings(upstream, upstream_conn):
+        result.findings.append(finding)
+        where = ""
+        anomaly = finding.anomaly
+        if anomaly is not None and anomaly.first_frame is not None:
+            where = f" (frame {frame_number(anomaly.first_frame)})"
+        at = "" if finding.body_offset is None else \
+            f" at body offset {_fmt(finding.body_offset)}"
+        result.evidence.append(
+            f"the FastCGI leg shows {APP_DAMAGE[finding.name]}{at}{where}")
+
+    # Step 3: align the bodies.
+    response = client.response
+    if response is None:
+        result.verdict = "incomplete"
+        result.evidence.append("the client leg holds no response to compare")
+        return _app_verdict(result, upstream, upstream_conn) \
+            if result.findings else result
+    cbody = _client_body_for_diff(client, client_conn)
+    if response.range_start is not None:
+        start = response.range_start
+        ubody_cmp = _slice(ubody, start, start + len(cbody))
+        result.evidence.append(
+            f"a 206 response: compared with upstream bytes from {_fmt(start)}")
+    else:
+        ubody_cmp = ubody
+    if client.request is not None and client.request.method == "HEAD":
+        alignment = None
+    else:
+        alignment = align_bodies(ubody_cmp, cbody)
+    result.alignment = alignment
+    if response.status != upstream.status and upstream.status is not None:
+        result.evidence.append(
+            f"the app answered {upstream.status}, the client got "
+            f"{response.status}")
+
+    # Step 4: decide.
+    if result.findings:
+        return _app_verdict(result, upstream, upstream_conn)
+    if alignment is not None and alignment.regions:
+        result.verdict = "corrupted"
+        result.hop = "proxy"
+        for region in alignment.regions:
+            result.regions.append(_proxy_region(
+                region, ubody_cmp, cbody, client_conn, upstream_conn))
+        if result.digest_matches:
+            result.evidence.append(
+                "the app's digest vouches for the upstream bytes, so the "
+                "damage happened after the FastCGI leg")
+        for region in result.regions:
+            result.evidence.append(_region_sentence(region))
+        return result
+    if alignment is not None and alignment.undecidable or \
+            not ubody.complete or not cbody.complete:
+        result.verdict = "incomplete"
+        undecided = sum(max(r.upstream_end - r.upstream_start,
+                            r.client_end - r.client_start)
+                        for r in (alignment.undecidable if alignment else ()))
+        result.evidence.append(
+            f"{_fmt(undecided)} bytes could not be compared: the capture "
+            "lacks them on at least one leg" if undecided else
+            "a body's end was not captured")
+        return result
+    result.evidence.append(
+        f"the client's body equals the app's body ({_fmt(len(cbody))} bytes)")
+    return result
+
+
+def _slice(body: Body, start: int, end: int) -> Body:
+    """Bytes ``[start, end)`` of ``body`` as a body of their own."""
+    unobserved = [(max(a, start) - start, min(b, end) - start)
+                  for a, b in body.unobserved if a < end and start < b]
+    return Body(body.data[start:end], unobserved, [], body.complete or
+                end <= len(body))
+
+
+def _app_verdict(result: Attribution, upstream: FcgiRequest,
+                 conn: Connection) -> Attribution:
+    result.verdict = "corrupted"
+    result.hop = "app"
+    body = upstream.body
+    for finding in result.findings:
+        if finding.body_offset is None:
+            continue
+        offset = finding.body_offset
+        declared = upstream.headers.content_length
+        if finding.name in ("fcgi.fin_before_end",
+                            "fcgi.content_length_mismatch"):
+            kind = "truncate"
+            length = max((declared or offset) - offset, 0)
+        else:
+            kind = "insert"
+            length = 0
+        frames = ()
+        if finding.anomaly is not None and finding.anomaly.first_frame:
+            frames = (finding.anomaly.first_frame,)
+        labels = tuple(body.labels(max(offset - 1, 0), offset + 1))
+        result.regions.append(RegionEvidence(
+            offset, length, kind, (), frames, labels))
+    return result
+
+
+def _proxy_region(region: DiffRegion, ubody: Body, cbody: Body,
+                  client_conn: Connection,
+                  upstream_conn: Connection) -> RegionEvidence:
+    client_frames = _frames(client_conn, Direction.TO_CLIENT, cbody,
+                            region.client_start, region.client_end)
+    upstream_frames = _frames(upstream_conn, Direction.TO_CLIENT, ubody,
+                              region.upstream_start, region.upstream_end)
+    labels = tuple(ubody.labels(region.upstream_start,
+                                max(region.upstream_end,
+                                    region.upstream_start + 1)))
+    shapes = tuple(describe_shapes(region, ubody.data, cbody.data,
+                                   unobserved=cbody.unobserved))
+    return RegionEvidence(region.offset, region.length, region.kind,
+                          client_frames, upstream_frames, labels, shapes,
+                          region)
+
+
+def _region_sentence(r: RegionEvidence) -> str:
+    end = r.offset + max(r.length, 1) - 1
+    what = {
+        "replace": f"bytes {_fmt(r.offset)} to {_fmt(end)} differ",
+        "insert": f"the client got {_fmt(r.length)} extra bytes at "
+                  f"offset {_fmt(r.offset)}",
+        "delete": f"bytes {_fmt(r.offset)} to {_fmt(end)} are missing "
+                  "from the client's body",
+        "truncate": f"the client's body stops at offset {_fmt(r.offset)}, "
+                    f"{_fmt(r.length)} bytes short",
+    }[r.kind]
+    parts = [what]
+    if r.upstream_frames:
+        records = f" in {', '.join(r.records)}" if r.records else ""
+        parts.append(f"the FastCGI leg carried the app's bytes{records} "
+                     f"(frame {format_frames(list(r.upstream_frames))})")
+    if r.client_frames:
+        parts.append("the client leg carried other bytes in frames "
+                     f"{format_frames(list(r.client_frames))}")
+    sentence = "; ".join(parts)
+    if r.shapes:
+        sentence += " (" + "; ".join(r.shapes) + ")"
+    return sentence
