@@ -3,21 +3,87 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
+from ..analysis import AnalysisOptions, analyze
+from ..attribution import parse_digest_spec
 from ..capture.leg import follow_leg
+from ..errors import UsageError
+from ..frames import frame_number
+from ..legs import Leg, LegOptions, read_leg
 from ..reassembly import Reassembler
+from ..reports.json_report import report_json
 from ..reports.streams import streams_json, streams_text
+from ..reports.text_report import report_text
 from .progress import Progress
 
 __all__ = ["register"]
+
+_FMT = argparse.RawDescriptionHelpFormatter
 
 
 def _emit_json(doc: dict[str, Any]) -> None:
     json.dump(doc, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def _ports(text: str) -> frozenset[int]:
+    try:
+        ports = frozenset(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated port numbers, got {text!r}"
+        ) from None
+    if any(not 0 < p < 65536 for p in ports):
+        raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
+    return ports
+
+
+def _leg_options(args: argparse.Namespace) -> LegOptions:
+    return LegOptions(
+        http_ports=args.http_port or frozenset(),
+        fastcgi_ports=args.fastcgi_port or frozenset(),
+    )
+
+
+def _add_port_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--http-port",
+        type=_ports,
+        metavar="PORTS",
+        help="treat connections to these server ports as HTTP "
+        "(comma-separated); by default the protocol is found "
+        "from each connection's first bytes, on any port",
+    )
+    p.add_argument(
+        "--fastcgi-port",
+        type=_ports,
+        metavar="PORTS",
+        help="treat connections to these server ports as FastCGI",
+    )
+
+
+def _progress_factory(
+    label_prefix: str = "",
+) -> Callable[[str], Callable[[int, int], None]]:
+    bars: list[Progress] = []
+
+    def make(label: str) -> Callable[[int, int], None]:
+        for bar in bars:
+            bar.done()
+        bar = Progress(f"reading {label_prefix}{label}")
+        bars.append(bar)
+        return bar
+
+    make.bars = bars  # type: ignore[attr-defined]
+    return make
+
+
+# -- streams ---------------------------------------------------------------
 
 
 def run_streams(args: argparse.Namespace) -> int:
@@ -41,13 +107,301 @@ def run_streams(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- http and fcgi -------------------------------------------------------------
+
+
+def _read(args: argparse.Namespace) -> Leg:
+    bar = Progress(f"reading {'+'.join(args.files)}")
+    leg = read_leg(args.files, _leg_options(args), progress=bar)
+    bar.done()
+    return leg
+
+
+def _frames_of(conn: Any, direction: int, start: int, end: int) -> list[int]:
+    return [frame_number(f) for f in conn.halves[direction].frames_for(start, end)]
+
+
+def _write_body(args: argparse.Namespace, bodies: list[Any]) -> int:
+    if not 1 <= args.body <= len(bodies):
+        raise UsageError(
+            f"--body {args.body}: there are {len(bodies)} messages (numbered from 1)"
+        )
+    body = bodies[args.body - 1]
+    if not body.fully_observed:
+        missing = sum(b - a for a, b in body.unobserved)
+        print(
+            f"fcgiforensics: warning: {missing} bytes of body "
+            f"{args.body} were not observed; they are written as zero "
+            "bytes",
+            file=sys.stderr,
+        )
+    out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
+    with out if out is not sys.stdout.buffer else _nullctx():
+        out.write(body.data)
+    return 0
+
+
+class _nullctx:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def run_http(args: argparse.Namespace) -> int:
+    leg = _read(args)
+    rows = []
+    bodies = []
+    for n, item in enumerate(leg.http, start=1):
+        ex = item.exchange
+        req, resp = ex.request, ex.response
+        body = resp.body if resp is not None else None
+        bodies.append(body)
+        first = (
+            _frames_of(item.connection, 0, req.head_start, req.head_start + 1)
+            if req
+            else []
+        )
+        rows.append(
+            {
+                "id": n,
+                "connection": item.connection.label(),
+                "method": req.method if req else None,
+                "uri": req.target if req else None,
+                "status": resp.status if resp else None,
+                "body_length": len(body) if body is not None else None,
+                "body_sha256": hashlib.sha256(body.data).hexdigest()
+                if body is not None and body.fully_observed
+                else None,
+                "unobserved_bytes": sum(b - a for a, b in body.unobserved)
+                if body is not None
+                else None,
+                "chunked": resp.chunked if resp else None,
+                "content_encoding": resp.content_encoding if resp else None,
+                "complete": ex.complete,
+                "first_frame": first[0] if first else None,
+                "anomalies": [a.name for a in ex.anomalies],
+            }
+        )
+    if args.body is not None:
+        return _write_body(args, bodies)
+    doc = {
+        "format": "fcgiforensics.http/1",
+        "captures": leg.paths,
+        "exchanges": rows,
+        "anomalies": [str(a) for a in leg.anomalies],
+    }
+    if args.json:
+        _emit_json(doc)
+        return 0
+    print(
+        f"  {'id':>4}  {'status':>6} {'bytes':>10}  {'sha256':<12}  "
+        f"{'frame':>6}  request"
+    )
+    for r in rows:
+        sha = (r["body_sha256"] or "(partial)")[:12]
+        print(
+            f"  {r['id']:>4}  {r['status'] or '-'!s:>6} "
+            f"{r['body_length'] or 0:>10}  {sha:<12}  "
+            f"{r['first_frame'] or '-'!s:>6}  {r['method']} {r['uri']}"
+            + (
+                f"  [{', '.join(sorted(set(r['anomalies'])))}]"
+                if r["anomalies"]
+                else ""
+            )
+        )
+    return 0
+
+
+def run_fcgi(args: argparse.Namespace) -> int:
+    leg = _read(args)
+    rows = []
+    bodies = []
+    for n, item in enumerate(leg.fcgi, start=1):
+        req = item.request
+        bodies.append(req.body)
+        first = (
+            _frames_of(
+                item.connection,
+                req.records[0].direction,
+                req.records[0].stream_offset,
+                req.records[0].stream_offset + 1,
+            )
+            if req.records
+            else []
+        )
+        rows.append(
+            {
+                "id": n,
+                "connection": item.connection.label(),
+                "request_id": req.request_id,
+                "method": req.params.get("REQUEST_METHOD"),
+                "uri": req.params.get("REQUEST_URI"),
+                "remote": f"{req.params.get('REMOTE_ADDR')}:"
+                f"{req.params.get('REMOTE_PORT')}",
+                "status": req.status,
+                "body_length": len(req.body),
+                "body_sha256": hashlib.sha256(req.body.data).hexdigest()
+                if req.body.fully_observed
+                else None,
+                "records": len(req.records),
+                "stderr_bytes": len(req.stderr),
+                "app_status": req.app_status,
+                "protocol_status": req.protocol_status,
+                "complete": req.complete,
+                "first_frame": first[0] if first else None,
+                "anomalies": [a.name for a in req.anomalies],
+            }
+        )
+    if args.body is not None:
+        return _write_body(args, bodies)
+    doc = {
+        "format": "fcgiforensics.fcgi/1",
+        "captures": leg.paths,
+        "requests": rows,
+        "anomalies": [str(a) for a in leg.anomalies],
+    }
+    if args.json:
+        _emit_json(doc)
+        return 0
+    print(
+        f"  {'id':>4}  {'rid':>4} {'status':>6} {'bytes':>10}  "
+        f"{'sha256':<12}  {'frame':>6}  request"
+    )
+    for r in rows:
+        sha = (r["body_sha256"] or "(partial)")[:12]
+        print(
+            f"  {r['id']:>4}  {r['request_id']:>4} "
+            f"{r['status'] or '-'!s:>6} {r['body_length']:>10}  "
+            f"{sha:<12}  {r['first_frame'] or '-'!s:>6}  {r['method']} "
+            f"{r['uri']}"
+            + (
+                f"  [{', '.join(sorted(set(r['anomalies'])))}]"
+                if r["anomalies"]
+                else ""
+            )
+        )
+    return 0
+
+
+# -- diff --------------------------------------------------------------------
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    client = args.client
+    upstream = args.upstream
+    if args.legs:
+        if len(args.legs) > 2:
+            raise UsageError(
+                "diff takes CLIENT and UPSTREAM captures; use "
+                "--client/--upstream for rotated files"
+            )
+        client = client + [args.legs[0]]
+        if len(args.legs) == 2:
+            upstream = upstream + [args.legs[1]]
+    if not client:
+        raise UsageError("diff needs a client-leg capture")
+    try:
+        digests = tuple(parse_digest_spec(d) for d in args.digest_header)
+    except ValueError as exc:
+        raise UsageError(f"--digest-header: {exc}") from None
+    options = AnalysisOptions(digests=digests, leg=_leg_options(args))
+    progress = _progress_factory()
+    analysis = analyze(client, upstream or None, options, progress=progress)
+    for bar in progress.bars:  # type: ignore[attr-defined]
+        bar.done()
+    if args.html:
+        from ..reports.html_report import write_html
+
+        write_html(analysis, args.html)
+    if args.json:
+        _emit_json(report_json(analysis))
+    else:
+        sys.stdout.write(report_text(analysis))
+    return 1 if analysis.summary()["corrupted"] else 0
+
+
 def register(sub: Any) -> None:
     """Add every subcommand to the ``sub`` subparsers object."""
-    fmt = argparse.RawDescriptionHelpFormatter
+    p = sub.add_parser(
+        "diff",
+        formatter_class=_FMT,
+        help="compare each response on both legs; name the hop at fault",
+        description=(
+            "Read the client<->web server leg (HTTP/1.x) and the web\n"
+            "server<->app leg (FastCGI), pair each client request with the\n"
+            "upstream request that served it, align the body the client\n"
+            "got with the body the app sent, and give each exchange a\n"
+            "verdict:\n\n"
+            "  ok          the client's decoded body equals the app's body\n"
+            "  corrupted   they differ on observed bytes, or the app's own\n"
+            "              stream is damaged; 'hop' says where: 'app' (the\n"
+            "              app or its FastCGI server) or 'proxy' (between\n"
+            "              the upstream and client capture points)\n"
+            "  incomplete  a difference cannot be decided: the capture\n"
+            "              lacks bytes (loss, snaplen, late start)\n"
+            "  unmatched   the request was seen on one leg only\n\n"
+            "Chunked transfer coding and gzip/deflate/br/zstd content\n"
+            "coding applied by the web server are undone first, so they\n"
+            "are never reported.  One capture holding both legs (tcpdump\n"
+            "-i any) can be given alone."
+        ),
+        epilog=(
+            "exit status: 0 no exchange corrupted, 1 at least one\n"
+            "corrupted, 2 unreadable input or bad usage.\n\n"
+            "examples:\n"
+            "  fcgiforensics diff client.pcap upstream.pcap\n"
+            "  fcgiforensics diff any.pcapng --json > report.json\n"
+            "  fcgiforensics diff -c c1.pcap -c c2.pcap -u up.pcap.gz \\\n"
+            "      --digest-header X-Body-SHA1 --html report.html"
+        ),
+    )
+    p.add_argument(
+        "legs",
+        nargs="*",
+        metavar="CAPTURE",
+        help="CLIENT [UPSTREAM]: the client-leg capture, then the "
+        "upstream-leg capture (omit it when one file has both)",
+    )
+    p.add_argument(
+        "-c",
+        "--client",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a client-leg file; repeat for rotated captures, merged in time order",
+    )
+    p.add_argument(
+        "-u",
+        "--upstream",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="an upstream-leg file; repeatable",
+    )
+    p.add_argument(
+        "--digest-header",
+        action="append",
+        default=[],
+        metavar="NAME[:ALGO]",
+        help="a response header in which the app declares its "
+        "body's digest, hex or base64 (e.g. X-Body-SHA1, "
+        "X-Checksum:sha256); Content-MD5, Content-Digest and "
+        "Repr-Digest are always understood",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the fcgiforensics.diff/1 JSON report"
+    )
+    p.add_argument(
+        "--html", metavar="FILE", help="also write a self-contained HTML report"
+    )
+    _add_port_options(p)
+    p.set_defaults(run=run_diff)
 
     p = sub.add_parser(
         "streams",
-        formatter_class=fmt,
+        formatter_class=_FMT,
         help="list TCP connections and what the capture lacks",
         description=(
             "Rebuild every TCP connection of each capture file and list\n"
@@ -77,3 +431,44 @@ def register(sub: Any) -> None:
         help="print the fcgiforensics.streams/1 JSON document",
     )
     p.set_defaults(run=run_streams)
+
+    for name, runner, what in (
+        ("http", run_http, "HTTP/1.x exchanges of a client leg"),
+        ("fcgi", run_fcgi, "FastCGI requests of an upstream leg"),
+    ):
+        p = sub.add_parser(
+            name,
+            formatter_class=_FMT,
+            help=f"list the {what}",
+            description=(
+                f"Decode the {what}: method, URI, status, body length and\n"
+                "SHA-256 of the rebuilt body (decoded: de-chunked and\n"
+                "content-decoded for HTTP; STDOUT after the CGI headers for\n"
+                "FastCGI), first frame and anomalies.  Files are one leg,\n"
+                "merged in time order."
+            ),
+            epilog=(
+                f"examples:\n  fcgiforensics {name} leg.pcap\n"
+                f"  fcgiforensics {name} leg.pcap --body 3 -o body.bin"
+            ),
+        )
+        p.add_argument("files", nargs="+", metavar="FILE")
+        p.add_argument(
+            "--json",
+            action="store_true",
+            help=f"print the fcgiforensics.{name}/1 document",
+        )
+        p.add_argument(
+            "--body",
+            type=int,
+            metavar="ID",
+            help="write the rebuilt body of message ID (from 1) instead of the listing",
+        )
+        p.add_argument(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="where --body writes (default: standard output)",
+        )
+        _add_port_options(p)
+        p.set_defaults(run=runner)
