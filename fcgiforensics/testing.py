@@ -25,6 +25,13 @@ from dataclasses import dataclass, field
 __all__ = [
     "Frame",
     "Conversation",
+    "fcgi_record",
+    "fcgi_params",
+    "fcgi_request",
+    "fcgi_response",
+    "http_request",
+    "http_response",
+    "two_leg_exchanges",
     "tcp_frame",
     "pcap_bytes",
     "pcapng_bytes",
@@ -342,3 +349,153 @@ def write_pcapng(path: str, frames: list[Frame], **options: bool | int) -> None:
     """Write ``frames`` to ``path`` as pcapng (see :func:`pcapng_bytes`)."""
     with open(path, "wb") as out:
         out.write(pcapng_bytes(frames, **options))  # type: ignore[arg-type]
+
+
+# -- FastCGI and HTTP message bytes ----------------------------------------
+
+FCGI_BEGIN_REQUEST, FCGI_END_REQUEST, FCGI_PARAMS = 1, 3, 4
+FCGI_STDIN, FCGI_STDOUT, FCGI_STDERR = 5, 6, 7
+
+#: Largest content of one FastCGI record (the length field is 16 bits).
+FCGI_MAX_CONTENT = 0xFFFF
+
+
+def fcgi_record(
+    rtype: int, request_id: int, content: bytes = b"", padding: int = 0
+) -> bytes:
+    """One FastCGI 1.0 record (section 3.3): header, content, padding."""
+    return (
+        struct.pack("!BBHHBx", 1, rtype, request_id, len(content), padding)
+        + content
+        + b"\0" * padding
+    )
+
+
+def fcgi_params(params: dict[str, str]) -> bytes:
+    """Name-value pairs (section 3.4), with 1- or 4-byte lengths."""
+    out = []
+    for name, value in params.items():
+        for text in (name, value):
+            n = len(text.encode("latin-1"))
+            out.append(bytes([n]) if n < 128 else struct.pack("!I", n | 0x80000000))
+        out.append(name.encode("latin-1") + value.encode("latin-1"))
+    return b"".join(out)
+
+
+def _records(
+    rtype: int, request_id: int, data: bytes, size: int = FCGI_MAX_CONTENT
+) -> bytes:
+    parts = [
+        fcgi_record(
+            rtype, request_id, data[i : i + size], -min(size, len(data) - i) % 8
+        )
+        for i in range(0, len(data), size)
+    ]
+    return b"".join(parts) + fcgi_record(rtype, request_id)
+
+
+def fcgi_request(
+    request_id: int, params: dict[str, str], stdin: bytes = b"", keep_conn: bool = False
+) -> bytes:
+    """What a web server sends: BEGIN_REQUEST, PARAMS, STDIN (responder)."""
+    begin = struct.pack("!HB5x", 1, 1 if keep_conn else 0)
+    return (
+        fcgi_record(FCGI_BEGIN_REQUEST, request_id, begin)
+        + _records(FCGI_PARAMS, request_id, fcgi_params(params))
+        + _records(FCGI_STDIN, request_id, stdin)
+    )
+
+
+def fcgi_response(
+    request_id: int,
+    headers: bytes,
+    body: bytes,
+    *,
+    stderr: bytes = b"",
+    record_size: int = 8192,
+    app_status: int = 0,
+) -> bytes:
+    """What an app sends: STDOUT records (CGI headers, blank line, body),
+    optional STDERR, and END_REQUEST."""
+    out = _records(FCGI_STDOUT, request_id, headers + b"\r\n" + body, record_size)
+    if stderr:
+        out += _records(FCGI_STDERR, request_id, stderr)
+    return out + fcgi_record(
+        FCGI_END_REQUEST, request_id, struct.pack("!IB3x", app_status, 0)
+    )
+
+
+def http_request(method: str, target: str, host: str = "example") -> bytes:
+    """A minimal HTTP/1.1 request head."""
+    return f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+
+def http_response(
+    body: bytes, *, status: int = 200, headers: tuple[tuple[str, str], ...] = ()
+) -> bytes:
+    """An HTTP/1.1 response with Content-Length."""
+    lines = [f"HTTP/1.1 {status} OK", f"Content-Length: {len(body)}"]
+    lines += [f"{k}: {v}" for k, v in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def two_leg_exchanges(
+    bodies: list[bytes],
+    *,
+    client_bodies: list[bytes] | None = None,
+    mss: int = 1448,
+    start_ns: int = 1_765_000_000 * 10**9,
+) -> tuple[list[Frame], list[Frame]]:
+    """Frames of both legs for one keep-alive client connection and one
+    kept-alive FastCGI connection serving ``GET /n`` for each body.
+
+    ``client_bodies`` (default: the same bodies) is what the client leg
+    carries, so a test can corrupt one response between the legs.
+    """
+    client_bodies = bodies if client_bodies is None else client_bodies
+    client = Conversation(
+        client="192.0.2.10",
+        client_port=51000,
+        server="192.0.2.1",
+        server_port=80,
+        mss=mss,
+        start_ns=start_ns,
+    )
+    upstream = Conversation(
+        client="127.0.0.1",
+        client_port=42000,
+        server="127.0.0.1",
+        server_port=9000,
+        mss=mss,
+        start_ns=start_ns + 100_000,
+    )
+    client.handshake()
+    upstream.handshake()
+    for n, (body, seen) in enumerate(zip(bodies, client_bodies, strict=True)):
+        uri = f"/n/{n}"
+        client.send_to_server(http_request("GET", uri))
+        upstream.send_to_server(
+            fcgi_request(
+                1,
+                {
+                    "REQUEST_METHOD": "GET",
+                    "REQUEST_URI": uri,
+                    "REMOTE_ADDR": "192.0.2.10",
+                    "REMOTE_PORT": "51000",
+                    "SCRIPT_NAME": "/n",
+                },
+                keep_conn=True,
+            )
+        )
+        for _ in upstream.send_to_client(
+            fcgi_response(1, b"Content-Type: application/octet-stream\r\n", body)
+        ):
+            pass
+        upstream.ack_to_client()
+        for i, _ in enumerate(client.send_to_client(http_response(seen))):
+            if i % 2:
+                client.ack_to_client()
+        client.ack_to_client()
+    client.close()
+    upstream.close()
+    return client.frames(), upstream.frames()

@@ -1,0 +1,174 @@
+"""The command line: exit statuses, the JSON contract, help and errors."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fcgiforensics.testing import two_leg_exchanges, write_pcap
+
+from .report_contract import check_report
+
+BODIES = [random.Random(i).randbytes(50_000) for i in range(3)]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fcgiforensics", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def clean_pair(tmp_path: Path) -> tuple[Path, Path]:
+    client, upstream = two_leg_exchanges(BODIES)
+    write_pcap(str(tmp_path / "c.pcap"), client)
+    write_pcap(str(tmp_path / "u.pcap"), upstream)
+    return tmp_path / "c.pcap", tmp_path / "u.pcap"
+
+
+@pytest.fixture
+def corrupted_pair(tmp_path: Path) -> tuple[Path, Path]:
+    seen = list(BODIES)
+    damaged = bytearray(seen[1])
+    damaged[30_000:30_200] = bytes(200)
+    seen[1] = bytes(damaged)
+    client, upstream = two_leg_exchanges(BODIES, client_bodies=seen)
+    write_pcap(str(tmp_path / "c.pcap"), client)
+    write_pcap(str(tmp_path / "u.pcap"), upstream)
+    return tmp_path / "c.pcap", tmp_path / "u.pcap"
+
+
+def test_clean_pair_exits_0_with_every_exchange_ok(clean_pair) -> None:  # type: ignore[no-untyped-def]
+    """Identical bodies on both legs: exit 0 and three ok exchanges."""
+    result = run("diff", "--json", *map(str, clean_pair))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    check_report(doc)
+    assert doc["summary"]["ok"] == 3
+    assert [ex["paired_by"] for ex in doc["exchanges"]] == ["endpoint"] * 3
+
+
+def test_corrupted_pair_exits_1_and_locates_the_region(corrupted_pair) -> None:  # type: ignore[no-untyped-def]
+    """A zeroed run between the legs: exit 1, hop proxy, the exact region,
+    frames on both legs and a Wireshark filter for them."""
+    result = run("diff", "--json", *map(str, corrupted_pair))
+    assert result.returncode == 1, result.stderr
+    doc = json.loads(result.stdout)
+    check_report(doc)
+    ex = doc["exchanges"][1]
+    assert (ex["verdict"], ex["hop"]) == ("corrupted", "proxy")
+    [region] = ex["regions"]
+    assert (region["offset"], region["length"], region["kind"]) == (
+        30_000,
+        200,
+        "replace",
+    )
+    assert region["client_frames"] and region["upstream_frames"]
+    assert region["wireshark_filter"].startswith("frame.number")
+    assert any("zero" in s for s in region["shapes"])
+
+
+def test_text_report_shows_evidence_and_hex(corrupted_pair) -> None:  # type: ignore[no-untyped-def]
+    """The human report names the region, its frames and shows hex."""
+    result = run("diff", *map(str, corrupted_pair))
+    assert result.returncode == 1
+    out = result.stdout
+    assert "1 corrupted (by proxy)" in out
+    assert "bytes 30,000 to 30,199 differ" in out
+    assert "Wireshark: frame.number" in out
+    assert "upstream (what the app sent)" in out
+
+
+def test_both_legs_in_one_file(tmp_path: Path) -> None:
+    """One capture holding both legs (as tcpdump -i any writes) is read
+    once and reported with role client+upstream."""
+    client, upstream = two_leg_exchanges(BODIES)
+    both = sorted(client + upstream, key=lambda f: f.ts_ns)
+    write_pcap(str(tmp_path / "both.pcap"), both)
+    result = run("diff", "--json", str(tmp_path / "both.pcap"))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    check_report(doc)
+    assert [c["role"] for c in doc["captures"]] == ["client+upstream"]
+    assert doc["summary"]["ok"] == 3
+
+
+def test_unreadable_input_is_one_line_and_status_2(tmp_path: Path) -> None:
+    """A foreign file and a missing file each give exit 2 and one stderr
+    line naming the file, never a traceback."""
+    text = tmp_path / "notes.txt"
+    text.write_text("not a capture\n")
+    for path in (str(text), str(tmp_path / "missing.pcap")):
+        result = run("diff", path, path)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and path in lines[0]
+        assert "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    """--debug trades the one-line message for a traceback."""
+    result = run("--debug", "streams", str(tmp_path / "missing.pcap"))
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_bad_usage_is_status_2() -> None:
+    """An unknown option and a missing argument exit with status 2."""
+    assert run("diff", "--no-such-option", "x").returncode == 2
+    assert run("diff").returncode == 2
+    assert run("diff", "a", "b", "c").returncode == 2
+    assert run("diff", "--digest-header", "X:nohash", "a").returncode == 2
+
+
+def test_help_reads_like_a_man_page() -> None:
+    """--help describes commands, exit statuses and examples."""
+    out = run("--help").stdout
+    for part in ("commands:", "exit status:", "examples:", "diff", "streams"):
+        assert part in out
+    diff_help = run("diff", "--help").stdout
+    for part in ("incomplete", "--digest-header", "exit status", "-i any"):
+        assert part in diff_help
+
+
+def test_http_and_fcgi_listings_and_body_export(clean_pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """http and fcgi list each message with its SHA-256, and --body -o
+    writes the rebuilt body byte for byte."""
+    client, upstream = clean_pair
+    http = json.loads(run("http", "--json", str(client)).stdout)
+    fcgi = json.loads(run("fcgi", "--json", str(upstream)).stdout)
+    assert [r["uri"] for r in http["exchanges"]] == ["/n/0", "/n/1", "/n/2"]
+    assert [r["body_sha256"] for r in http["exchanges"]] == [
+        r["body_sha256"] for r in fcgi["requests"]
+    ]
+    out = tmp_path / "body.bin"
+    assert run("fcgi", str(upstream), "--body", "2", "-o", str(out)).returncode == 0
+    assert out.read_bytes() == BODIES[1]
+    assert run("http", str(client), "--body", "9").returncode == 2
+
+
+def test_port_override_forces_the_protocol(clean_pair) -> None:  # type: ignore[no-untyped-def]
+    """--http-port makes a connection HTTP whatever its first bytes: the
+    FastCGI leg then yields no FastCGI request."""
+    _, upstream = clean_pair
+    doc = json.loads(run("fcgi", "--json", "--http-port", "9000", str(upstream)).stdout)
+    assert doc["requests"] == []
+
+
+def test_streams_json_lists_connections(clean_pair) -> None:  # type: ignore[no-untyped-def]
+    """streams --json gives one row per connection with byte counts."""
+    client, _ = clean_pair
+    doc = json.loads(run("streams", "--json", str(client)).stdout)
+    [cap] = doc["captures"]
+    [conn] = cap["connections"]
+    assert conn["to_client"]["bytes"] > 150_000
+    assert conn["to_client"]["gaps"] == []
