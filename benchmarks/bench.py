@@ -30,7 +30,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from fcgiforensics.testing import Conversation, pcap_bytes  # noqa: E402
+from fcgiforensics.testing import (  # noqa: E402
+    Conversation,
+    pcap_bytes,
+    two_leg_exchanges,
+)
 
 RESPONSE = 1_000_000
 GNU_TIME = "/usr/bin/time"  # Debian package "time"
@@ -77,6 +81,34 @@ def make_capture(path: Path, size_mb: int, seed: int = 1) -> tuple[int, int]:
     return packets, written
 
 
+def make_pair(
+    client_path: Path, upstream_path: Path, size_mb: int, seed: int = 2
+) -> tuple[int, int]:
+    """Write a two-leg pair: 1 MB responses, ten per keep-alive connection;
+    the client leg in 1448-byte segments, the upstream leg in 16 KiB ones
+    (loopback carries larger segments).  Returns (packets, bytes)."""
+    rng = random.Random(seed)
+    bodies = [rng.randbytes(RESPONSE) for _ in range(10)]
+    packets = written = 0
+    with open(client_path, "wb") as c_out, open(upstream_path, "wb") as u_out:
+        n = 0
+        while written < size_mb * 1_000_000:
+            client, upstream = two_leg_exchanges(
+                bodies,
+                upstream_mss=16384,
+                client_port=40000 + n,
+                upstream_port=30000 + n,
+                start_ns=1_765_000_000_000_000_000 + n * 10**9,
+            )
+            for frames, out in ((client, c_out), (upstream, u_out)):
+                data = pcap_bytes(frames)
+                out.write(data if n == 0 else data[24:])
+                written += len(data)
+                packets += len(frames)
+            n += 1
+    return packets, written
+
+
 def measure(cmd: list[str], cwd: Path) -> tuple[float, int, int]:
     """Run ``cmd``; return (wall seconds, max RSS in KiB, exit status).
 
@@ -101,6 +133,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mb", type=int, default=220)
     parser.add_argument(
+        "--diff",
+        action="store_true",
+        help="benchmark the whole diff on a two-leg pair "
+        "(SIZE_MB in all) instead of reassembly alone",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the generated capture for another run"
     )
     args = parser.parse_args()
@@ -110,52 +148,99 @@ def main() -> int:
 
     data_dir = HERE / "data"
     data_dir.mkdir(exist_ok=True)
-    capture = data_dir / f"bench-{args.size_mb}mb.pcap"
-    if not capture.exists():
-        print(f"writing {capture} ...", flush=True)
-        packets, size = make_capture(capture, args.size_mb)
-        print(f"  {packets} packets, {size / 1e6:.0f} MB")
-    size = capture.stat().st_size
-
     work = Path(tempfile.mkdtemp(prefix="fcgif-bench-"))
-    runs: dict[str, list[str]] = {
-        "fcgiforensics streams": [
-            sys.executable,
-            "-m",
-            "fcgiforensics",
-            "streams",
-            "--json",
-            str(capture),
-        ],
-        "tcpflow -r": ["tcpflow", "-r", str(capture), "-o", str(work / "tcpflow")],
-        "tshark --export-objects http": [
-            "tshark",
-            "-r",
-            str(capture),
-            "-q",
-            "--export-objects",
-            f"http,{work / 'tshark'}",
-        ],
-    }
+    if args.diff:
+        client = data_dir / f"pair-{args.size_mb}mb-client.pcap"
+        upstream = data_dir / f"pair-{args.size_mb}mb-upstream.pcap"
+        files = [client, upstream]
+        if not client.exists() or not upstream.exists():
+            print(f"writing {client} and {upstream} ...", flush=True)
+            packets, size = make_pair(client, upstream, args.size_mb)
+            print(f"  {packets} packets, {size / 1e6:.0f} MB")
+        ours_name = "fcgiforensics diff"
+        runs: dict[str, list[list[str]]] = {
+            ours_name: [
+                [
+                    sys.executable,
+                    "-m",
+                    "fcgiforensics",
+                    "diff",
+                    "--json",
+                    str(client),
+                    str(upstream),
+                ]
+            ],
+            "tcpflow -r (both files)": [
+                ["tcpflow", "-r", str(f), "-o", str(work / f"tf{i}")]
+                for i, f in enumerate(files)
+            ],
+            "tshark --export-objects http (client)": [
+                [
+                    "tshark",
+                    "-r",
+                    str(client),
+                    "-q",
+                    "--export-objects",
+                    f"http,{work / 'tshark'}",
+                ]
+            ],
+        }
+    else:
+        capture = data_dir / f"bench-{args.size_mb}mb.pcap"
+        files = [capture]
+        if not capture.exists():
+            print(f"writing {capture} ...", flush=True)
+            packets, size = make_capture(capture, args.size_mb)
+            print(f"  {packets} packets, {size / 1e6:.0f} MB")
+        ours_name = "fcgiforensics streams"
+        runs = {
+            ours_name: [
+                [
+                    sys.executable,
+                    "-m",
+                    "fcgiforensics",
+                    "streams",
+                    "--json",
+                    str(capture),
+                ]
+            ],
+            "tcpflow -r": [
+                ["tcpflow", "-r", str(capture), "-o", str(work / "tcpflow")]
+            ],
+            "tshark --export-objects http": [
+                [
+                    "tshark",
+                    "-r",
+                    str(capture),
+                    "-q",
+                    "--export-objects",
+                    f"http,{work / 'tshark'}",
+                ]
+            ],
+        }
+    size = sum(f.stat().st_size for f in files)
+
     results: dict[str, tuple[float, int, int]] = {}
-    for name, cmd in runs.items():
-        if shutil.which(cmd[0]) is None:
+    for name, cmds in runs.items():
+        if shutil.which(cmds[0][0]) is None:
             print(f"{name}: not installed, skipped")
             continue
-        results[name] = measure(cmd, work)
+        walls, rsss, codes = zip(*(measure(cmd, work) for cmd in cmds))
+        results[name] = (sum(walls), max(rsss), max(codes))
         wall, rss, code = results[name]
-        print(f"{name:<32} {wall:8.2f} s  {rss / 1024:8.0f} MiB  exit {code}")
+        print(f"{name:<40} {wall:8.2f} s  {rss / 1024:8.0f} MiB  exit {code}")
     shutil.rmtree(work, ignore_errors=True)
 
-    ours = results.get("fcgiforensics streams")
+    ours = results.get(ours_name)
     if ours:
-        print(f"\ncapture: {size / 1e6:.0f} MB")
-        print(f"peak memory / file size: {ours[1] * 1024 / size:.2f}")
+        print(f"\ncaptures: {size / 1e6:.0f} MB")
+        print(f"peak memory / capture size: {ours[1] * 1024 / size:.2f}")
         for name, (wall, _rss, _) in results.items():
-            if name != "fcgiforensics streams":
-                print(f"fcgiforensics time / {name} time: {ours[0] / wall:.2f}")
+            if name != ours_name:
+                print(f"{ours_name} time / {name} time: {ours[0] / wall:.2f}")
     if not args.keep:
-        capture.unlink()
+        for f in files:
+            f.unlink()
     return 0
 
 

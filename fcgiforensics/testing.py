@@ -444,7 +444,10 @@ def two_leg_exchanges(
     *,
     client_bodies: list[bytes] | None = None,
     mss: int = 1448,
+    upstream_mss: int | None = None,
     start_ns: int = 1_765_000_000 * 10**9,
+    client_port: int = 51000,
+    upstream_port: int = 42000,
 ) -> tuple[list[Frame], list[Frame]]:
     """Frames of both legs for one keep-alive client connection and one
     kept-alive FastCGI connection serving ``GET /n`` for each body.
@@ -455,7 +458,7 @@ def two_leg_exchanges(
     client_bodies = bodies if client_bodies is None else client_bodies
     client = Conversation(
         client="192.0.2.10",
-        client_port=51000,
+        client_port=client_port,
         server="192.0.2.1",
         server_port=80,
         mss=mss,
@@ -463,10 +466,10 @@ def two_leg_exchanges(
     )
     upstream = Conversation(
         client="127.0.0.1",
-        client_port=42000,
+        client_port=upstream_port,
         server="127.0.0.1",
         server_port=9000,
-        mss=mss,
+        mss=upstream_mss or mss,
         start_ns=start_ns + 100_000,
     )
     client.handshake()
@@ -481,16 +484,15 @@ def two_leg_exchanges(
                     "REQUEST_METHOD": "GET",
                     "REQUEST_URI": uri,
                     "REMOTE_ADDR": "192.0.2.10",
-                    "REMOTE_PORT": "51000",
+                    "REMOTE_PORT": str(client_port),
                     "SCRIPT_NAME": "/n",
                 },
                 keep_conn=True,
             )
         )
-        for _ in upstream.send_to_client(
+        upstream.send_to_client(
             fcgi_response(1, b"Content-Type: application/octet-stream\r\n", body)
-        ):
-            pass
+        )
         upstream.ack_to_client()
         for i, _ in enumerate(client.send_to_client(http_response(seen))):
             if i % 2:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import mmap
 import struct
 import zlib
 from collections.abc import Iterator
@@ -92,12 +93,12 @@ class _BlockReader:
     ``buf[0]``.  ``need(n)`` makes sure ``n`` bytes are available.
     """
 
-    __slots__ = ("_file", "_raw", "_info", "buf", "pos", "base", "eof")
+    __slots__ = ("_file", "_raw", "_info", "buf", "pos", "base", "eof", "_released")
 
     def __init__(
         self,
         file: io.BufferedIOBase,
-        first: bytes,
+        first: bytes | mmap.mmap,
         info: CaptureInfo,
         raw: io.BufferedIOBase,
     ) -> None:
@@ -108,7 +109,24 @@ class _BlockReader:
         self.buf = first
         self.pos = 0
         self.base = 0
-        self.eof = False
+        self._released = 0
+        # A mapped file is all there from the start: nothing to refill.
+        self.eof = isinstance(first, mmap.mmap)
+
+    def release(self) -> None:
+        """Let the kernel drop mapped pages already read (bounded RSS).
+
+        Records are copied out of the map as they are read, so the pages
+        behind ``pos`` are never looked at again.
+        """
+        buf = self.buf
+        if not isinstance(buf, mmap.mmap):
+            return
+        upto = self.pos - self.pos % mmap.PAGESIZE
+        if upto - self._released >= READ_BLOCK:
+            buf.madvise(mmap.MADV_DONTNEED, self._released, upto - self._released)
+            self._released = upto
+            self._info.bytes_read = upto
 
     def need(self, n: int) -> bool:
         """True when ``n`` unread bytes are available (reads more if needed)."""
@@ -120,7 +138,7 @@ class _BlockReader:
                 self.eof = True
                 break
             self.base += self.pos
-            self.buf = self.buf[self.pos :] + more
+            self.buf = bytes(self.buf[self.pos :]) + more
             self.pos = 0
             self._info.bytes_read = self._raw.tell()
         return len(self.buf) - self.pos >= n
@@ -175,7 +193,12 @@ def read_records(
             raise CaptureFormatError(
                 path, f"too short to be a capture ({len(first)} bytes)", offset=0
             )
-        reader = _BlockReader(file, first, info, raw)
+        if not compressed:
+            # A plain file: map it instead of copying block by block.
+            mapped = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
+            reader = _BlockReader(file, mapped, info, raw)
+        else:
+            reader = _BlockReader(file, first, info, raw)
         magic = first[:4]
         frame_base = file_index << 32
         try:
@@ -199,6 +222,9 @@ def read_records(
                 frame=info.records + 1,
                 offset=reader.offset,
             )
+        finally:
+            if isinstance(reader.buf, mmap.mmap):
+                reader.buf.close()
 
 
 def _read_pcap(
@@ -222,7 +248,7 @@ def _read_pcap(
     while True:
         buf = r.buf
         pos = r.pos
-        size = len(buf)
+        size = min(len(buf), pos + READ_BLOCK)  # a window over a mapped file
         while pos + 16 <= size:
             sec, frac, caplen, origlen = unpack(buf, pos)
             start = pos + 16
@@ -240,6 +266,7 @@ def _read_pcap(
             )
         r.pos = pos
         info.records = number
+        r.release()
 
         if not r.need(16):
             if len(r.buf) - r.pos:
@@ -381,6 +408,7 @@ def _read_pcapng(
         offset = r.offset
         body = r.buf[r.pos + 8 : r.pos + length - 4]
         r.pos += length
+        r.release()
 
         # Step 2: packets, in any of the three packet block forms.
         if block_type == _EPB or block_type == _OPB:

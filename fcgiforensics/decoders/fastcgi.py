@@ -29,6 +29,8 @@ each open request stops growing.
 from __future__ import annotations
 
 import enum
+import functools
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -366,6 +368,15 @@ def _plausible(direction: Direction, h: _Header) -> bool:
     if not _fixed_fields_ok(h):
         return False
     return (h.request_id == 0) == (h.type in _MANAGEMENT)
+
+
+@functools.lru_cache(maxsize=64)
+def _embedded_pattern(request_id: int) -> re.Pattern[bytes]:
+    """Candidates for :func:`_embedded`: version 1, an END_REQUEST, STDOUT
+    or STDERR type, this request id, any lengths, reserved byte 0."""
+    types = b"".join(re.escape(bytes([t])) for t in sorted(_EMBEDDED_TYPES))
+    rid = re.escape(request_id.to_bytes(2, "big"))
+    return re.compile(b"\x01[" + types + b"]" + rid + b"...\x00", re.DOTALL)
 
 
 def _embedded(h: _Header, request_id: int) -> bool:
@@ -1535,12 +1546,16 @@ class FcgiDecoder:
         def where(pos: int) -> int:
             return req.carry_offsets[pos] if pos < c else offset + pos - c
 
-        # Record headers (see _embedded for the odds on random data).
+        # Record headers (see _embedded for the odds on random data).  The
+        # pattern fixes version, type, request id and reserved byte, so
+        # candidates are found at C speed; _embedded checks the rest.
+        pattern = _embedded_pattern(req.request_id)
         pos = max(0, c - _HEADER_LEN + 1)
         while req.embedded_reports < MAX_EMBEDDED_HEADER_REPORTS:
-            p = window.find(b"\x01", pos)
-            if p < 0 or p + _HEADER_LEN > len(window):
+            found = pattern.search(window, pos)
+            if found is None:
                 break
+            p = found.start()
             pos = p + 1
             h = _parse_header(window[p : p + _HEADER_LEN], where(p))
             if not _embedded(h, req.request_id):
