@@ -225,7 +225,7 @@ def main() -> int:
         if shutil.which(cmds[0][0]) is None:
             print(f"{name}: not installed, skipped")
             continue
-        walls, rsss, codes = zip(*(measure(cmd, work) for cmd in cmds))
+        walls, rsss, codes = zip(*(measure(cmd, work) for cmd in cmds), strict=True)
         results[name] = (sum(walls), max(rsss), max(codes))
         wall, rss, code = results[name]
         print(f"{name:<40} {wall:8.2f} s  {rss / 1024:8.0f} MiB  exit {code}")

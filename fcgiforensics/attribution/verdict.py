@@ -51,6 +51,9 @@ APP_DAMAGE = {
         "a body whose length contradicts the app's Content-Length"),
 }
 
+#: Length of a FastCGI record header (spec section 3.3).
+FCGI_HEADER_BYTES = 8
+
 #: Anomalies meaning the capture lacks bytes of a message.
 UNOBSERVED = {"tcp.gap", "fcgi.gap", "http.gap", "http.body_gap",
               "http.decode_gap", "fcgi.request_unfinished",
@@ -141,6 +144,35 @@ def _client_body_for_diff(exchange: HttpExchange, conn: Connection) -> Body:
     return body
 
 
+def _web_server_hung_up_after_body(request: FcgiRequest,
+                                   conn: Connection) -> bool:
+    """True when the web server, not the app, ended an unfinished request
+    whose body already held every byte of the app's Content-Length.
+
+    Without ``fastcgi_keep_conn`` nginx may close (or reset) the
+    connection as soon as the declared length has arrived, before the
+    app's END_REQUEST (FastCGI 1.0 spec, section 5.5).  Nothing the
+    client needed was lost then, and the app did not stop on its own.
+    """
+    if conn.to_client.fin or conn.to_client.rst:
+        return False  # the app closed first, or on its own
+    if not (conn.to_server.fin or conn.to_server.rst):
+        return False
+    declared = request.headers.content_length
+    body = request.body
+    return declared is not None and body.fully_observed and \
+        len(body) == declared
+
+
+def _upstream_body_for_diff(request: FcgiRequest, conn: Connection) -> Body:
+    """The upstream body, made final when the web server hung up after
+    the app's Content-Length was met (see _web_server_hung_up_after_body)."""
+    body = request.body
+    if body.complete or not _web_server_hung_up_after_body(request, conn):
+        return body
+    return Body(body.data, body.unobserved, body.pieces, True)
+
+
 def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
     out: list[Finding] = []
     for anomaly in request.anomalies:
@@ -151,6 +183,9 @@ def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
         if anomaly.name == "fcgi.truncated_record" and not (
                 conn.to_client.fin or conn.to_client.rst):
             continue  # the capture stopped, the app did not
+        if anomaly.name == "fcgi.fin_before_end" and \
+                _web_server_hung_up_after_body(request, conn):
+            continue  # nginx left once it had every byte it was promised
         offset = None
         if anomaly.stream_offset is not None:
             offset = _body_offset_at(request.body, anomaly.stream_offset)
@@ -180,7 +215,7 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
     assert upstream_conn is not None and client_conn is not None
 
     result = Attribution("ok", None)
-    ubody = upstream.body
+    ubody = _upstream_body_for_diff(upstream, upstream_conn)
 
     # Step 2a: the app's own digest, checked against the upstream body.
     headers = list(upstream.headers.fields)
@@ -259,8 +294,8 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
             result.evidence.append(
                 "the app's digest vouches for the upstream bytes, so the "
                 "damage happened after the FastCGI leg")
-        for region in result.regions:
-            result.evidence.append(_region_sentence(region))
+        for evidence in result.regions:
+            result.evidence.append(_region_sentence(evidence))
         return result
     if alignment is not None and alignment.undecidable or \
             not ubody.complete or not cbody.complete:
@@ -300,10 +335,15 @@ def _app_verdict(result: Attribution, upstream: FcgiRequest,
                             "fcgi.content_length_mismatch"):
             kind = "truncate"
             length = max((declared or offset) - offset, 0)
+        elif finding.name == "fcgi.header_in_stdout":
+            # The look-alike header is itself body content: its eight
+            # bytes (FastCGI 1.0 spec, section 3.3) are the region.
+            kind = "insert"
+            length = min(FCGI_HEADER_BYTES, max(len(body) - offset, 0))
         else:
             kind = "insert"
             length = 0
-        frames = ()
+        frames: tuple[int, ...] = ()
         if finding.anomaly is not None and finding.anomaly.first_frame:
             frames = (finding.anomaly.first_frame,)
         labels = tuple(body.labels(max(offset - 1, 0), offset + 1))

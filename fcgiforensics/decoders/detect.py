@@ -24,8 +24,17 @@ DETECT_BYTES = 64 * 1024
 
 # A token (RFC 9110 section 5.6.2) then a space: the start of a request.
 _REQUEST_START = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32} ")
-_KNOWN_METHODS = (b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ",
-                  b"OPTIONS ", b"PATCH ", b"TRACE ", b"CONNECT ")
+_KNOWN_METHODS = (
+    b"GET ",
+    b"POST ",
+    b"HEAD ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"TRACE ",
+    b"CONNECT ",
+)
 
 
 class Protocol(enum.Enum):
@@ -47,8 +56,7 @@ def guess_protocol(to_server: bytes, to_client: bytes) -> Protocol | None:
         if _REQUEST_START.match(to_server):
             line_end = to_server.find(b"\n")
             if line_end < 0:
-                return None if len(to_server) < DETECT_BYTES else \
-                    Protocol.UNKNOWN
+                return None if len(to_server) < DETECT_BYTES else Protocol.UNKNOWN
             if b" HTTP/1." in to_server[:line_end]:
                 return Protocol.HTTP
         if len(to_server) >= 8:
@@ -70,9 +78,12 @@ class DetectingDecoder:
     ``emit``.
     """
 
-    def __init__(self, make: Callable[[Protocol], ConnectionDecoder | None],
-                 emit: Callable[[list[Any]], None],
-                 forced: Protocol | None = None) -> None:
+    def __init__(
+        self,
+        make: Callable[[Protocol], ConnectionDecoder | None],
+        emit: Callable[[list[Any]], None],
+        forced: Protocol | None = None,
+    ) -> None:
         self._make = make
         self._emit = emit
         self.protocol: Protocol | None = None
@@ -91,8 +102,7 @@ class DetectingDecoder:
         for kind, direction, offset, arg in calls:
             self._forward(kind, direction, offset, arg)
 
-    def _forward(self, kind: str, direction: Direction, offset: int,
-                 arg: Any) -> None:
+    def _forward(self, kind: str, direction: Direction, offset: int, arg: Any) -> None:
         decoder = self.decoder
         if decoder is None:
             return
@@ -103,8 +113,7 @@ class DetectingDecoder:
         else:
             self._emit(decoder.end(direction, offset))
 
-    def _hold(self, kind: str, direction: Direction, offset: int,
-              arg: Any) -> None:
+    def _hold(self, kind: str, direction: Direction, offset: int, arg: Any) -> None:
         self._calls.append((kind, direction, offset, arg))
         if kind == "feed":
             self._held += len(arg)

@@ -2,5 +2,4 @@
 
 from .pair import ClientRequest, Pair, Pairing, UpstreamRequest, pair_exchanges
 
-__all__ = ["ClientRequest", "UpstreamRequest", "Pair", "Pairing",
-           "pair_exchanges"]
+__all__ = ["ClientRequest", "UpstreamRequest", "Pair", "Pairing", "pair_exchanges"]

@@ -22,8 +22,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ClientRequest", "UpstreamRequest", "Pair", "Pairing",
-           "pair_exchanges", "MAX_TIME_DISTANCE_NS"]
+__all__ = [
+    "ClientRequest",
+    "UpstreamRequest",
+    "Pair",
+    "Pairing",
+    "pair_exchanges",
+    "MAX_TIME_DISTANCE_NS",
+]
 
 #: How far apart in time (after the clock offset) a ``uri`` or ``time``
 #: match may be.  A proxied request reaches the app within a few seconds
@@ -79,15 +85,17 @@ class Pairing:
     offset_samples: int
 
 
-def pair_exchanges(client: Sequence[ClientRequest],
-                   upstream: Sequence[UpstreamRequest]) -> Pairing:
+def pair_exchanges(
+    client: Sequence[ClientRequest], upstream: Sequence[UpstreamRequest]
+) -> Pairing:
     """Pair client requests with upstream requests (see module docstring)."""
     matched: dict[int, tuple[int, str]] = {}  # client index -> (upstream, by)
     taken: set[int] = set()
 
     # Step 1: the client's own endpoint, carried in REMOTE_ADDR/PORT.
-    by_endpoint: dict[tuple[str | None, int | None],
-                      list[UpstreamRequest]] = defaultdict(list)
+    by_endpoint: dict[tuple[str | None, int | None], list[UpstreamRequest]] = (
+        defaultdict(list)
+    )
     for u in sorted(upstream, key=lambda u: u.time_ns):
         by_endpoint[(u.remote_addr, u.remote_port)].append(u)
     for c in sorted(client, key=lambda c: c.time_ns):
@@ -126,16 +134,25 @@ def pair_exchanges(client: Sequence[ClientRequest],
                 taken.add(ui)
 
     # Step 4: one pair per client request, then the upstream leftovers.
-    pairs = [Pair(c.index, *matched[c.index]) if c.index in matched
-             else Pair(c.index, None, "unmatched") for c in client]
-    pairs += [Pair(None, u.index, "unmatched") for u in upstream
-              if u.index not in taken]
+    pairs = [
+        Pair(c.index, *matched[c.index])
+        if c.index in matched
+        else Pair(c.index, None, "unmatched")
+        for c in client
+    ]
+    pairs += [
+        Pair(None, u.index, "unmatched") for u in upstream if u.index not in taken
+    ]
     return Pairing(tuple(pairs), offset, len(samples))
 
 
 def _same_request(c: ClientRequest, u: UpstreamRequest) -> bool:
-    return (c.method is not None and c.method == u.method
-            and c.uri is not None and c.uri == u.uri)
+    return (
+        c.method is not None
+        and c.method == u.method
+        and c.uri is not None
+        and c.uri == u.uri
+    )
 
 
 def _unknown_request(c: ClientRequest, u: UpstreamRequest) -> bool:
@@ -144,11 +161,14 @@ def _unknown_request(c: ClientRequest, u: UpstreamRequest) -> bool:
     return not (known_c and known_u)
 
 
-def _unique_uri_offsets(client: Sequence[ClientRequest],
-                        upstream: Sequence[UpstreamRequest]) -> list[int]:
+def _unique_uri_offsets(
+    client: Sequence[ClientRequest], upstream: Sequence[UpstreamRequest]
+) -> list[int]:
     """Time differences of requests whose method+URI occur once per leg."""
-    def unique(items: Sequence[ClientRequest] | Sequence[UpstreamRequest]
-               ) -> dict[tuple[str | None, str | None], int]:
+
+    def unique(
+        items: Sequence[ClientRequest] | Sequence[UpstreamRequest],
+    ) -> dict[tuple[str | None, str | None], int]:
         seen: dict[tuple[str | None, str | None], list[int]] = defaultdict(list)
         for item in items:
             if item.method is not None and item.uri is not None:
