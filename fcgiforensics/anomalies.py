@@ -125,6 +125,10 @@ CATALOGUE: dict[str, str] = {
     "fcgi.unknown_type": "a record type FastCGI 1.0 does not define; framing lost",
     "fcgi.truncated_record": "the stream ends inside a record header or its content",
     "fcgi.fin_before_end": "the application's stream ended before END_REQUEST",
+    "fcgi.web_server_closed": (
+        "the web server closed the connection before END_REQUEST: the "
+        "request was aborted (FastCGI 1.0 section 5.4), not failed"
+    ),
     "fcgi.request_unfinished": (
         "the capture ended while a request had no END_REQUEST yet"
     ),

@@ -13,14 +13,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .anomalies import Anomaly
-from .capture.leg import LegStats, follow_leg
+from .capture.leg import LegStats, follow_legs
 from .decoders.base import ConnectionDecoder, Direction
 from .decoders.detect import DetectingDecoder, Protocol
 from .decoders.fastcgi import FcgiDecoder, FcgiRequest
 from .decoders.http1 import Http1Decoder, HttpExchange
 from .reassembly import Connection, Reassembler, ReassemblyLimits
 
-__all__ = ["LegOptions", "Leg", "HttpItem", "FcgiItem", "read_leg"]
+__all__ = [
+    "LegOptions",
+    "Leg",
+    "HttpItem",
+    "FcgiItem",
+    "LegCollector",
+    "read_leg",
+    "read_legs",
+    "locate",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,9 @@ class FcgiItem:
     connection: Connection
     request: FcgiRequest
     sequence: int
+
+
+Item = HttpItem | FcgiItem
 
 
 @dataclass(slots=True)
@@ -98,6 +110,107 @@ def locate(anomaly: Anomaly, conn: Connection, capture: str) -> Anomaly:
     )
 
 
+class LegCollector:
+    """Builds a :class:`Leg` from what its connections' decoders return.
+
+    Each finished message is located (its anomalies get frames) as soon
+    as it comes, appended to the leg, and handed to ``on_item`` if given,
+    so a caller can pair and judge messages while the capture is read.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        options: LegOptions | None = None,
+        on_item: Callable[[Item], None] | None = None,
+    ) -> None:
+        self.options = options or LegOptions()
+        label = "+".join(paths)
+        self.leg = Leg(paths, label, LegStats(), [])
+        self.reassembler = Reassembler(
+            self._sink_for, capture=label, limits=self.options.limits
+        )
+        self.leg.connections = self.reassembler.connections
+        self._on_item = on_item
+        self._detectors: dict[int, DetectingDecoder] = {}
+        self._sequence: dict[tuple[int, type], int] = {}
+
+    def _make(self, protocol: Protocol) -> ConnectionDecoder | None:
+        if protocol is Protocol.HTTP:
+            return Http1Decoder()
+        if protocol is Protocol.FASTCGI:
+            return FcgiDecoder()
+        return None
+
+    def _sink_for(self, conn: Connection) -> DetectingDecoder:
+        forced = None
+        if conn.server[1] in self.options.fastcgi_ports:
+            forced = Protocol.FASTCGI
+        elif conn.server[1] in self.options.http_ports:
+            forced = Protocol.HTTP
+        detector = DetectingDecoder(
+            self._make, lambda found: self._collect(conn, found), forced
+        )
+        self._detectors[conn.index] = detector
+        return detector
+
+    def _collect(self, conn: Connection, found: list[Any]) -> None:
+        leg = self.leg
+        # Decoders return an anomaly on its own and again inside the
+        # message it concerns; count each once.
+        standalone = {id(item) for item in found if isinstance(item, Anomaly)}
+        for item in found:
+            if isinstance(item, Anomaly):
+                leg.anomalies.append(locate(item, conn, leg.label))
+                continue
+            if not isinstance(item, HttpExchange | FcgiRequest):
+                continue
+            raw = item.anomalies
+            located = tuple(locate(a, conn, leg.label) for a in raw)
+            leg.anomalies.extend(
+                loc
+                for a, loc in zip(raw, located, strict=True)
+                if id(a) not in standalone
+            )
+            item = dataclasses.replace(item, anomalies=located)
+            key = (conn.index, type(item))
+            sequence = self._sequence.get(key, 0)
+            self._sequence[key] = sequence + 1
+            wrapped: Item
+            if isinstance(item, HttpExchange):
+                wrapped = HttpItem(conn, item, sequence)
+                leg.http.append(wrapped)
+            else:
+                wrapped = FcgiItem(conn, item, sequence)
+                leg.fcgi.append(wrapped)
+            if self._on_item is not None:
+                self._on_item(wrapped)
+
+    def finish(self, stats: LegStats) -> Leg:
+        """The capture is read: flush decoders, gather the evidence."""
+        self.reassembler.finish()
+        leg = self.leg
+        leg.stats = stats
+        leg.anomalies[:0] = stats.anomalies
+        for conn in leg.connections:
+            detector = self._detectors.get(conn.index)
+            protocol = detector.protocol if detector else None
+            leg.protocols[conn.index] = protocol or Protocol.UNKNOWN
+            leg.anomalies.extend(conn.anomalies)
+        return leg
+
+
+def read_legs(
+    collectors: list[LegCollector],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Leg]:
+    """Read several legs in one time-ordered pass (see ``follow_legs``)."""
+    groups = [(c.leg.paths, c.reassembler) for c in collectors]
+    all_stats = follow_legs(groups, progress=progress)
+    return [c.finish(s) for c, s in zip(collectors, all_stats, strict=True)]
+
+
 def read_leg(
     paths: Iterable[str],
     options: LegOptions | None = None,
@@ -105,69 +218,5 @@ def read_leg(
     progress: Callable[[int, int], None] | None = None,
 ) -> Leg:
     """Read, reassemble and decode the capture files of one leg."""
-    options = options or LegOptions()
-    paths = list(paths)
-    label = "+".join(paths)
-    outputs: list[tuple[Connection, list[Any]]] = []
-    detectors: dict[int, DetectingDecoder] = {}
-
-    def make(protocol: Protocol) -> ConnectionDecoder | None:
-        if protocol is Protocol.HTTP:
-            return Http1Decoder()
-        if protocol is Protocol.FASTCGI:
-            return FcgiDecoder()
-        return None
-
-    def sink_for(conn: Connection) -> DetectingDecoder:
-        forced = None
-        if conn.server[1] in options.fastcgi_ports:
-            forced = Protocol.FASTCGI
-        elif conn.server[1] in options.http_ports:
-            forced = Protocol.HTTP
-        found: list[Any] = []
-        outputs.append((conn, found))
-        detector = DetectingDecoder(make, found.extend, forced)
-        detectors[conn.index] = detector
-        return detector
-
-    reassembler = Reassembler(sink_for, capture=label, limits=options.limits)
-    stats = follow_leg(paths, reassembler, progress=progress)
-    reassembler.finish()
-
-    # Sort what the decoders returned into messages and located anomalies.
-    leg = Leg(paths, label, stats, reassembler.connections)
-    leg.anomalies.extend(stats.anomalies)
-    for conn, found in outputs:
-        detector = detectors[conn.index]
-        leg.protocols[conn.index] = detector.protocol or Protocol.UNKNOWN
-        leg.anomalies.extend(conn.anomalies)
-        http_seq = fcgi_seq = 0
-        # Decoders return an anomaly on its own and again inside the
-        # message it concerns; count each once.
-        standalone = {id(item) for item in found if isinstance(item, Anomaly)}
-        for item in found:
-            if isinstance(item, Anomaly):
-                leg.anomalies.append(locate(item, conn, label))
-            elif isinstance(item, HttpExchange):
-                item_raw = item.anomalies
-                located = tuple(locate(a, conn, label) for a in item.anomalies)
-                item = dataclasses.replace(item, anomalies=located)
-                leg.http.append(HttpItem(conn, item, http_seq))
-                leg.anomalies.extend(
-                    loc
-                    for raw, loc in zip(item_raw, located, strict=True)
-                    if id(raw) not in standalone
-                )
-                http_seq += 1
-            elif isinstance(item, FcgiRequest):
-                item_raw = item.anomalies
-                located = tuple(locate(a, conn, label) for a in item.anomalies)
-                item = dataclasses.replace(item, anomalies=located)
-                leg.fcgi.append(FcgiItem(conn, item, fcgi_seq))
-                leg.anomalies.extend(
-                    loc
-                    for raw, loc in zip(item_raw, located, strict=True)
-                    if id(raw) not in standalone
-                )
-                fcgi_seq += 1
-    return leg
+    collector = LegCollector(list(paths), options)
+    return read_legs([collector], progress=progress)[0]

@@ -106,8 +106,9 @@ def run(conv: Conversation, step: int = 0) -> list[object]:
         for i in range(0, len(data), n):
             out += dec.feed(direction, offsets[direction] + i, data[i : i + n])
         offsets[direction] += len(data)
-    out += dec.end(UP, offsets[UP])
+    # The app's side ends first: its early end is what these tests probe.
     out += dec.end(DOWN, offsets[DOWN])
+    out += dec.end(UP, offsets[UP])
     out += dec.close()
     return out
 
@@ -758,3 +759,31 @@ def test_flup_timeout_before_padding() -> None:
     assert names(out)[:2] == ["fcgi.bad_version", "fcgi.resync"]
     [req] = requests(out)
     assert req.complete and req.body.data == b"first part" and not req.body.complete
+
+
+def test_web_server_closing_first_is_an_abort() -> None:
+    """When the web server's side ends before END_REQUEST, the request is
+    aborted (FastCGI 1.0 section 5.4) and the anomaly is on the web
+    server's side, so nothing blames the app."""
+    dec = FcgiDecoder()
+    web = request_bytes(1)
+    app = record(6, 1, b"Content-Type: text/plain\r\n\r\n" + b"x" * 100)
+    out = dec.feed(UP, 0, web) + dec.feed(DOWN, 0, app)
+    out += dec.end(UP, len(web)) + dec.end(DOWN, len(app)) + dec.close()
+    [req] = requests(out)
+    assert req.aborted and not req.complete
+    assert [(a.name, a.direction) for a in req.anomalies] == [
+        ("fcgi.web_server_closed", UP.label)
+    ]
+
+
+def test_content_length_met_makes_the_body_whole_without_end_request() -> None:
+    """A body that meets the app's CGI Content-Length is complete even if
+    the stream stops before END_REQUEST."""
+    dec = FcgiDecoder()
+    web = request_bytes(1)
+    app = record(6, 1, b"Content-Length: 5\r\n\r\nhello")
+    out = dec.feed(UP, 0, web) + dec.feed(DOWN, 0, app)
+    out += dec.end(UP, len(web)) + dec.end(DOWN, len(app)) + dec.close()
+    [req] = requests(out)
+    assert req.body.data == b"hello" and req.body.complete

@@ -25,15 +25,25 @@ URIS = [
 
 
 def _run_testbed(tmp_path: Path, any_iface: bool) -> Testbed:
+    """Run the traffic, again if tcpdump itself reports dropped packets:
+    these tests compare lossless captures (loss has tests of its own)."""
     reason = unavailable_reason("flup")
     if reason is not None:
         pytest.skip(reason)
-    with Testbed(tmp_path, backend="flup", any_iface=any_iface, keep_conn=True) as tb:
-        for uri in URIS:
-            assert tb.fetch(uri).intact
-        results = tb.fetch_many(URIS * 2, concurrency=3)
-        assert all(r.intact for r in results)
-    return tb
+    for attempt in range(3):
+        workdir = tmp_path / f"run{attempt}"
+        workdir.mkdir()
+        with Testbed(
+            workdir, backend="flup", any_iface=any_iface, keep_conn=True
+        ) as tb:
+            for uri in URIS:
+                assert tb.fetch(uri).intact
+            results = tb.fetch_many(URIS * 2, concurrency=3)
+            assert all(r.intact for r in results)
+        stats = (tb.client_stats, tb.upstream_stats)
+        if all(s is not None and s.dropped_by_kernel == 0 for s in stats):
+            return tb
+    pytest.skip("tcpdump kept dropping packets on this loaded machine")
 
 
 def _flow_name(conn: Connection, to_server: bool) -> str:

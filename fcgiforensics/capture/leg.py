@@ -12,13 +12,14 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from ..anomalies import Anomaly
 from ..reassembly import Reassembler
 from .packets import LINKTYPE_NAMES, NotTcp, decode_tcp
 from .records import CaptureInfo, RecordTuple, read_records
 
-__all__ = ["LegStats", "follow_leg", "merged_records"]
+__all__ = ["LegStats", "follow_leg", "follow_legs", "merged_records"]
 
 #: How often (in records) the progress callback is called.
 PROGRESS_EVERY = 4096
@@ -68,42 +69,75 @@ def follow_leg(
     read so far and the files' total size.  The reassembler is not
     finished here: the caller may feed more before calling ``finish``.
     """
-    paths = list(paths)
-    stats = LegStats(files=[CaptureInfo(p) for p in paths])
-    total = sum(_size(p) for p in paths)
-    add = reassembler.add
-    not_tcp = stats.not_tcp
-    packets = segments = 0
-    for frame, ts, linktype, data, origlen in merged_records(paths, stats.files):
-        packets += 1
+    return follow_legs([(list(paths), reassembler)], progress=progress)[0]
+
+
+def follow_legs(
+    groups: list[tuple[list[str], Reassembler]],
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[LegStats]:
+    """Feed several legs, each its own files and reassembler, in one pass.
+
+    Records of all legs are merged in timestamp order, so that messages
+    of both legs complete at about the same time and a caller pairing
+    them can let go of each pair early: memory then follows the
+    exchanges in flight, not the size of the files.
+    """
+    all_stats = [LegStats(files=[CaptureInfo(p) for p in paths]) for paths, _ in groups]
+    total = sum(_size(p) for paths, _ in groups for p in paths)
+    records = [
+        merged_records(paths, stats.files)
+        for (paths, _), stats in zip(groups, all_stats, strict=True)
+    ]
+    tagged: Iterator[tuple[int, RecordTuple]]
+    if len(records) == 1:
+        tagged = zip(repeat(0), records[0])
+    else:
+        tagged = heapq.merge(
+            *(zip(repeat(i), recs) for i, recs in enumerate(records)),
+            key=lambda item: item[1][1],
+        )
+    adds = [reassembler.add for _, reassembler in groups]
+    packets = [0] * len(groups)
+    segments = [0] * len(groups)
+    count = 0
+    for leg, (frame, ts, linktype, data, origlen) in tagged:
+        count += 1
+        packets[leg] += 1
         seg = decode_tcp(linktype, data, origlen)
         if isinstance(seg, NotTcp):
-            not_tcp[seg.reason] += 1
+            stats = all_stats[leg]
+            stats.not_tcp[seg.reason] += 1
             if seg.reason in ("malformed", "fragment", "linktype"):
-                _note_not_tcp(stats, reassembler.capture, seg, frame)
+                _note_not_tcp(stats, groups[leg][1].capture, seg, frame)
         else:
-            segments += 1
+            segments[leg] += 1
             src, sport, dst, dport, seq, ack, flags, _, payload, missing = seg
             if missing:
-                stats.anomalies.append(
+                all_stats[leg].anomalies.append(
                     Anomaly(
                         "capture.truncated_packet",
                         f"{missing} bytes of TCP payload cut off by the snaplen",
-                        capture=reassembler.capture,
+                        capture=groups[leg][1].capture,
                         first_frame=frame,
                         last_frame=frame,
                     )
                 )
-            add(frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing)
-        if progress is not None and packets % PROGRESS_EVERY == 0:
-            progress(sum(i.bytes_read for i in stats.files), total)
-    stats.packets = packets
-    stats.tcp_segments = segments
-    for info in stats.files:
-        stats.anomalies.extend(info.anomalies)
+            adds[leg](
+                frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing
+            )
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            done = sum(i.bytes_read for st in all_stats for i in st.files)
+            progress(done, total)
+    for i, stats in enumerate(all_stats):
+        stats.packets = packets[i]
+        stats.tcp_segments = segments[i]
+        for info in stats.files:
+            stats.anomalies.extend(info.anomalies)
     if progress is not None:
         progress(total, total)
-    return stats
+    return all_stats
 
 
 # Anomalies of frames that are not usable TCP, one per kind and file: a

@@ -48,9 +48,27 @@ class Body:
     unobserved: list[tuple[int, int]] = field(default_factory=list)
     pieces: list[BodyPiece] = field(default_factory=list)
     complete: bool = True
+    released_length: int | None = None
 
     def __len__(self) -> int:
+        if self.released_length is not None:
+            return self.released_length
         return len(self.data)
+
+    @property
+    def released(self) -> bool:
+        """True once :meth:`release` dropped the bytes (metadata stays)."""
+        return self.released_length is not None
+
+    def release(self) -> None:
+        """Drop the bytes, keeping length, unobserved ranges and the map.
+
+        A long run calls this on bodies already judged, so that memory
+        follows the exchanges in flight rather than the capture's size.
+        """
+        if self.released_length is None:
+            self.released_length = len(self.data)
+            self.data = b""
 
     @property
     def fully_observed(self) -> bool:
@@ -108,6 +126,11 @@ class BodyBuilder:
 
     def __len__(self) -> int:
         return self._length
+
+    @property
+    def fully_observed(self) -> bool:
+        """True while every byte added so far was observed."""
+        return not self._unobserved
 
     def add(
         self,

@@ -680,7 +680,17 @@ class FcgiDecoder:
             self._gap(side, side.next_offset, offset - side.next_offset, out)
         self._end_side(side, out)
         if direction is Direction.TO_CLIENT:
-            self._flush_open(out, "fcgi.fin_before_end", side.next_offset)
+            if self._sides[Direction.TO_SERVER].ended:
+                # The web server closed first: that is how a server that
+                # does not multiplex aborts a request (FastCGI 1.0
+                # section 5.4), not the application failing.
+                self._flush_open(
+                    out,
+                    "fcgi.web_server_closed",
+                    self._sides[Direction.TO_SERVER].next_offset,
+                )
+            else:
+                self._flush_open(out, "fcgi.fin_before_end", side.next_offset)
         return out
 
     def close(self) -> list[object]:
@@ -1658,18 +1668,21 @@ class FcgiDecoder:
 
     def _flush_open(self, out: list[object], name: str, offset: int) -> None:
         """Emit every open request, unfinished, in the order they opened."""
+        when = {
+            "fcgi.fin_before_end": "application's stream ended",
+            "fcgi.web_server_closed": "web server closed the connection",
+        }.get(name, "capture ended")
+        direction = Direction.TO_CLIENT
         for req in self._open_requests():
+            if name == "fcgi.web_server_closed":
+                req.aborted = True
+                direction = Direction.TO_SERVER
             self._note(
                 out,
                 req,
                 name,
-                f"request {req.request_id} had no END_REQUEST when the "
-                + (
-                    "application's stream ended"
-                    if name == "fcgi.fin_before_end"
-                    else "capture ended"
-                ),
-                Direction.TO_CLIENT,
+                f"request {req.request_id} had no END_REQUEST when the {when}",
+                direction,
                 offset,
             )
             self._emit(req, out)
@@ -1694,6 +1707,14 @@ class FcgiDecoder:
         # nothing was dropped or frozen before then.
         stdout_done = req.stdout_ended or req.complete
         whole = stdout_done and not req.stdout_dropped and not req.stdout_frozen
+        if not whole and headers.content_length is not None:
+            # No end of stream, but the app's own Content-Length is met.
+            whole = (
+                headers.content_length == len(req.body)
+                and not req.stdout_dropped
+                and not req.stdout_frozen
+                and req.body.fully_observed
+            )
         body = req.body.build(complete=whole)
 
         # Content-Length check (RFC 9110 section 8.6), skipped where no
