@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from .attribution import Attribution, DigestSpec, attribute
 from .decoders.base import Direction
 from .decoders.body import Body
-from .legs import FcgiItem, HttpItem, Leg, LegOptions, read_leg
+from .legs import FcgiItem, HttpItem, Leg, LegCollector, LegOptions, read_legs
 from .pairing import ClientRequest, Pairing, UpstreamRequest, pair_exchanges
 from .reassembly import Connection
 from .reassembly.reassembler import format_address
@@ -29,6 +29,11 @@ class AnalysisOptions:
 
     digests: tuple[DigestSpec, ...] = ()
     leg: LegOptions = LegOptions()
+    #: Keep the bytes of every body.  When False, the bytes of exchanges
+    #: judged ``ok`` are released as soon as they are judged, so memory
+    #: follows the exchanges in flight and the damaged ones, not the
+    #: size of the capture (what the command line does).
+    keep_bodies: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +51,15 @@ class Side:
     complete: bool
     chunked: bool
     content_encoding: str | None
+    #: SHA-256 of the body, or None when some bytes were unobserved.
+    body_sha256: str | None = None
+    body_length: int = 0
 
-    @property
-    def body_sha256(self) -> str | None:
-        """SHA-256 of the body, or None when some bytes were unobserved."""
-        if not self.body.fully_observed:
-            return None
-        return hashlib.sha256(self.body.data).hexdigest()
+
+def _fingerprint(body: Body) -> str | None:
+    if not body.fully_observed or body.released:
+        return None
+    return hashlib.sha256(body.data).hexdigest()
 
 
 @dataclass(slots=True)
@@ -142,6 +149,8 @@ def _http_side(item: HttpItem) -> Side:
         item.exchange.complete,
         resp.chunked if resp is not None else False,
         resp.content_encoding if resp is not None else None,
+        _fingerprint(body),
+        len(body),
     )
 
 
@@ -169,6 +178,8 @@ def _fcgi_side(item: FcgiItem) -> Side:
         req.complete,
         False,
         req.headers.get("Content-Encoding"),
+        _fingerprint(req.body),
+        len(req.body),
     )
 
 
@@ -198,6 +209,125 @@ def _upstream_request(index: int, item: FcgiItem) -> UpstreamRequest:
     )
 
 
+def _endpoint_key(item: HttpItem | FcgiItem) -> tuple[str | None, int | None]:
+    """The client endpoint: the HTTP client's, or nginx's REMOTE_ADDR/PORT."""
+    if isinstance(item, HttpItem):
+        conn = item.connection
+        return format_address(conn.client[0]), conn.client[1]
+    params = item.request.params
+    port = params.get("REMOTE_PORT")
+    return params.get("REMOTE_ADDR"), int(port) if port and port.isdigit() else None
+
+
+def _request_line(item: HttpItem | FcgiItem) -> tuple[str | None, str | None]:
+    if isinstance(item, HttpItem):
+        req = item.exchange.request
+        return (req.method, req.target) if req is not None else (None, None)
+    params = item.request.params
+    return params.get("REQUEST_METHOD"), params.get("REQUEST_URI")
+
+
+class _Judge:
+    """Pairs messages of both legs as they finish, and judges each pair.
+
+    Step 1 of pairing (the client endpoint that nginx passes in
+    REMOTE_ADDR/REMOTE_PORT, then method and URI in order) needs nothing
+    but the two messages, so it runs while the captures are read; what
+    it cannot pair waits for :func:`pair_exchanges` at the end.
+    """
+
+    def __init__(self, options: AnalysisOptions) -> None:
+        self.options = options
+        self.waiting: dict[
+            tuple[bool, tuple[str | None, int | None]], list[HttpItem | FcgiItem]
+        ] = {}
+        self.judged: list[tuple[int, Exchange]] = []
+        self.offsets: list[int] = []
+
+    def add(self, item: HttpItem | FcgiItem) -> None:
+        is_http = isinstance(item, HttpItem)
+        key = _endpoint_key(item)
+        line = _request_line(item)
+        if None not in line and None not in key:
+            others = self.waiting.get((not is_http, key), [])
+            for i, other in enumerate(others):
+                if _request_line(other) == line:
+                    del others[i]
+                    h, f = (item, other) if is_http else (other, item)
+                    assert isinstance(h, HttpItem) and isinstance(f, FcgiItem)
+                    self.judge(h, f, "endpoint")
+                    return
+        self.waiting.setdefault((is_http, key), []).append(item)
+
+    def judge(self, h: HttpItem | None, f: FcgiItem | None, by: str) -> None:
+        attribution = attribute(
+            h.exchange if h else None,
+            h.connection if h else None,
+            f.request if f else None,
+            f.connection if f else None,
+            self.options.digests,
+        )
+        client = _http_side(h) if h else None
+        upstream = _fcgi_side(f) if f else None
+        method, uri = _request_line(h) if h else (None, None)
+        if h is None or (method is None and f is not None):
+            method, uri = _request_line(f) if f else (None, None)
+        exchange = Exchange(0, method, uri, client, upstream, by, attribution, h, f)
+        if client is not None and upstream is not None and by == "endpoint":
+            self.offsets.append(upstream.start_ns - client.start_ns)
+        order = client.start_ns if client else upstream.start_ns if upstream else 0
+        self.judged.append((order, exchange))
+        if not self.options.keep_bodies and attribution.verdict == "ok":
+            _release(h, f)
+
+    def finish(self, client_leg: Leg, upstream_leg: Leg, same_file: bool) -> Analysis:
+        """Pair what is left (URI and time), then number every exchange."""
+        http = [
+            i for (is_http, _), items in self.waiting.items() if is_http for i in items
+        ]
+        fcgi = [
+            i
+            for (is_http, _), items in self.waiting.items()
+            if not is_http
+            for i in items
+        ]
+        assert all(isinstance(i, HttpItem) for i in http)
+        assert all(isinstance(i, FcgiItem) for i in fcgi)
+        http.sort(key=lambda i: _http_side(i).start_ns)  # type: ignore[arg-type]
+        fcgi.sort(key=lambda i: _fcgi_side(i).start_ns)  # type: ignore[arg-type]
+        pairing = pair_exchanges(
+            [_client_request(n, i) for n, i in enumerate(http)],  # type: ignore[arg-type]
+            [_upstream_request(n, i) for n, i in enumerate(fcgi)],  # type: ignore[arg-type]
+            known_offsets=self.offsets,
+        )
+        for pair in pairing.pairs:
+            self.judge(
+                http[pair.client] if pair.client is not None else None,  # type: ignore[arg-type]
+                fcgi[pair.upstream] if pair.upstream is not None else None,  # type: ignore[arg-type]
+                pair.by,
+            )
+        analysis = Analysis(client_leg, upstream_leg, same_file, pairing)
+        # Client requests in time order first; then requests seen
+        # upstream only.
+        ordered = sorted(self.judged, key=lambda j: (j[1].client is None, j[0]))
+        for number, (_, exchange) in enumerate(ordered, start=1):
+            exchange.id = number
+            analysis.exchanges.append(exchange)
+        return analysis
+
+
+def _release(h: HttpItem | None, f: FcgiItem | None) -> None:
+    """Drop the bytes of a judged pair's bodies (their metadata stays)."""
+    if h is not None and h.exchange.response is not None:
+        h.exchange.response.body.release()
+        h.exchange.response.wire_body.release()
+    if h is not None and h.exchange.request is not None:
+        h.exchange.request.body.release()
+    if f is not None:
+        f.request.body.release()
+        f.request.stdin.release()
+
+
 def analyze_legs(
     client_leg: Leg,
     upstream_leg: Leg,
@@ -205,44 +335,10 @@ def analyze_legs(
     options: AnalysisOptions | None = None,
 ) -> Analysis:
     """Pair and judge the exchanges of two legs already read."""
-    options = options or AnalysisOptions()
-    http = sorted(client_leg.http, key=lambda i: _http_side(i).start_ns)
-    fcgi = sorted(upstream_leg.fcgi, key=lambda i: _fcgi_side(i).start_ns)
-    pairing = pair_exchanges(
-        [_client_request(i, item) for i, item in enumerate(http)],
-        [_upstream_request(i, item) for i, item in enumerate(fcgi)],
-    )
-    analysis = Analysis(client_leg, upstream_leg, same_file, pairing)
-    for number, pair in enumerate(pairing.pairs, start=1):
-        h = http[pair.client] if pair.client is not None else None
-        f = fcgi[pair.upstream] if pair.upstream is not None else None
-        attribution = attribute(
-            h.exchange if h else None,
-            h.connection if h else None,
-            f.request if f else None,
-            f.connection if f else None,
-            options.digests,
-        )
-        method = uri = None
-        if h is not None and h.exchange.request is not None:
-            method, uri = h.exchange.request.method, h.exchange.request.target
-        elif f is not None:
-            method = f.request.params.get("REQUEST_METHOD")
-            uri = f.request.params.get("REQUEST_URI")
-        analysis.exchanges.append(
-            Exchange(
-                number,
-                method,
-                uri,
-                _http_side(h) if h else None,
-                _fcgi_side(f) if f else None,
-                pair.by,
-                attribution,
-                h,
-                f,
-            )
-        )
-    return analysis
+    judge = _Judge(options or AnalysisOptions())
+    for item in [*client_leg.http, *upstream_leg.fcgi]:
+        judge.add(item)
+    return judge.finish(client_leg, upstream_leg, same_file)
 
 
 def analyze(
@@ -250,25 +346,29 @@ def analyze(
     upstream: Sequence[str] | None = None,
     options: AnalysisOptions | None = None,
     *,
-    progress: Callable[[str], Callable[[int, int], None] | None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Analysis:
-    """Read both legs and judge every exchange.
+    """Read both legs and judge every exchange, in one pass over the files.
 
     ``upstream`` None (or the same files as ``client``) means one capture
-    holds both legs, as ``tcpdump -i any`` writes it.
+    holds both legs, as ``tcpdump -i any`` writes it.  Exchanges are
+    paired and judged while the captures are read (see ``keep_bodies``
+    in :class:`AnalysisOptions`).
     """
     options = options or AnalysisOptions()
     same = upstream is None or list(upstream) == list(client)
-    client_leg = read_leg(
-        client, options.leg, progress=progress("client leg") if progress else None
-    )
-    if same:
-        upstream_leg = client_leg
-    else:
+    judge = _Judge(options)
+
+    def on_item(item: HttpItem | FcgiItem) -> None:
+        # In a file holding both legs, a leg's HTTP is the client side
+        # and its FastCGI the upstream side.
+        judge.add(item)
+
+    collectors = [LegCollector(list(client), options.leg, on_item)]
+    if not same:
         assert upstream is not None
-        upstream_leg = read_leg(
-            upstream,
-            options.leg,
-            progress=progress("upstream leg") if progress else None,
-        )
-    return analyze_legs(client_leg, upstream_leg, same, options)
+        collectors.append(LegCollector(list(upstream), options.leg, on_item))
+    legs = read_legs(collectors, progress=progress)
+    client_leg = legs[0]
+    upstream_leg = legs[-1]
+    return judge.finish(client_leg, upstream_leg, same)

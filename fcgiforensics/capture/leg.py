@@ -90,14 +90,7 @@ def follow_legs(
         merged_records(paths, stats.files)
         for (paths, _), stats in zip(groups, all_stats, strict=True)
     ]
-    tagged: Iterator[tuple[int, RecordTuple]]
-    if len(records) == 1:
-        tagged = zip(repeat(0), records[0])
-    else:
-        tagged = heapq.merge(
-            *(zip(repeat(i), recs) for i, recs in enumerate(records)),
-            key=lambda item: item[1][1],
-        )
+    tagged = _interleave(records) if len(records) > 1 else zip(repeat(0), records[0])
     adds = [reassembler.add for _, reassembler in groups]
     packets = [0] * len(groups)
     segments = [0] * len(groups)
@@ -138,6 +131,43 @@ def follow_legs(
     if progress is not None:
         progress(total, total)
     return all_stats
+
+
+#: Records taken from one leg before looking at the other again.  The
+#: legs need only stay roughly in step (for memory, not correctness), so
+#: a run of records per turn spares a comparison between legs per record.
+INTERLEAVE_RUN = 256
+
+
+def _interleave(
+    records: list[Iterator[RecordTuple]],
+) -> Iterator[tuple[int, RecordTuple]]:
+    """Records of several legs, roughly in time order, tagged by leg.
+
+    The leg whose next record is oldest goes next, for a run of up to
+    :data:`INTERLEAVE_RUN` records that are not newer than the other
+    legs' next records.
+    """
+    heads: list[RecordTuple | None] = [next(it, None) for it in records]
+    while True:
+        live = [i for i, h in enumerate(heads) if h is not None]
+        if not live:
+            return
+        leg = min(live, key=lambda i: heads[i][1])  # type: ignore[index]
+        others = [heads[i][1] for i in live if i != leg]  # type: ignore[index]
+        limit = min(others) if others else None
+        head = heads[leg]
+        assert head is not None
+        it = records[leg]
+        yield leg, head
+        for _ in range(INTERLEAVE_RUN):
+            nxt = next(it, None)
+            if nxt is None or (limit is not None and nxt[1] > limit):
+                heads[leg] = nxt
+                break
+            yield leg, nxt
+        else:
+            heads[leg] = next(it, None)
 
 
 # Anomalies of frames that are not usable TCP, one per kind and file: a

@@ -6,7 +6,6 @@ import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from ..analysis import AnalysisOptions, analyze
@@ -65,22 +64,6 @@ def _add_port_options(p: argparse.ArgumentParser) -> None:
         metavar="PORTS",
         help="treat connections to these server ports as FastCGI",
     )
-
-
-def _progress_factory(
-    label_prefix: str = "",
-) -> Callable[[str], Callable[[int, int], None]]:
-    bars: list[Progress] = []
-
-    def make(label: str) -> Callable[[int, int], None]:
-        for bar in bars:
-            bar.done()
-        bar = Progress(f"reading {label_prefix}{label}")
-        bars.append(bar)
-        return bar
-
-    make.bars = bars  # type: ignore[attr-defined]
-    return make
 
 
 # -- streams ---------------------------------------------------------------
@@ -306,11 +289,12 @@ def run_diff(args: argparse.Namespace) -> int:
         digests = tuple(parse_digest_spec(d) for d in args.digest_header)
     except ValueError as exc:
         raise UsageError(f"--digest-header: {exc}") from None
-    options = AnalysisOptions(digests=digests, leg=_leg_options(args))
-    progress = _progress_factory()
-    analysis = analyze(client, upstream or None, options, progress=progress)
-    for bar in progress.bars:  # type: ignore[attr-defined]
-        bar.done()
+    options = AnalysisOptions(
+        digests=digests, leg=_leg_options(args), keep_bodies=False
+    )
+    bar = Progress("reading captures")
+    analysis = analyze(client, upstream or None, options, progress=bar)
+    bar.done()
     if args.html:
         from ..reports.html_report import write_html
 

@@ -86,9 +86,16 @@ class Pairing:
 
 
 def pair_exchanges(
-    client: Sequence[ClientRequest], upstream: Sequence[UpstreamRequest]
+    client: Sequence[ClientRequest],
+    upstream: Sequence[UpstreamRequest],
+    known_offsets: Sequence[int] = (),
 ) -> Pairing:
-    """Pair client requests with upstream requests (see module docstring)."""
+    """Pair client requests with upstream requests (see module docstring).
+
+    ``known_offsets`` are clock-offset samples from pairs made earlier
+    (by endpoint, while the captures were read); they join this call's
+    own samples.
+    """
     matched: dict[int, tuple[int, str]] = {}  # client index -> (upstream, by)
     taken: set[int] = set()
 
@@ -110,6 +117,7 @@ def pair_exchanges(
     ups = {u.index: u for u in upstream}
     cls = {c.index: c for c in client}
     samples = [ups[u].time_ns - cls[c].time_ns for c, (u, _) in matched.items()]
+    samples += known_offsets
     if not samples:
         samples = _unique_uri_offsets(client, upstream)
     offset = int(statistics.median(samples)) if samples else None
