@@ -144,20 +144,25 @@ def _client_body_for_diff(exchange: HttpExchange, conn: Connection) -> Body:
     return body
 
 
-def _web_server_hung_up_after_body(request: FcgiRequest,
-                                   conn: Connection) -> bool:
-    """True when the web server, not the app, ended an unfinished request
-    whose body already held every byte of the app's Content-Length.
+def _web_server_hung_up(conn: Connection) -> bool:
+    """True when the web server closed or reset the FastCGI connection
+    and the app never closed its side.
 
-    Without ``fastcgi_keep_conn`` nginx may close (or reset) the
-    connection as soon as the declared length has arrived, before the
-    app's END_REQUEST (FastCGI 1.0 spec, section 5.5).  Nothing the
-    client needed was lost then, and the app did not stop on its own.
+    nginx ends the connection under an unfinished request when its
+    client went away, when its read timeout fired, or (without
+    ``fastcgi_keep_conn``) as soon as the app's Content-Length has
+    arrived, before END_REQUEST (FastCGI 1.0 spec, section 5.5).  The
+    app did not stop on its own then.
     """
+    # XXX: a FIN from each side is not ordered here, so an app that
+    # closes in answer to the web server's FIN is still blamed.
     if conn.to_client.fin or conn.to_client.rst:
-        return False  # the app closed first, or on its own
-    if not (conn.to_server.fin or conn.to_server.rst):
         return False
+    return conn.to_server.fin or conn.to_server.rst
+
+
+def _length_met(request: FcgiRequest) -> bool:
+    """True when the body holds exactly the app's CGI Content-Length."""
     declared = request.headers.content_length
     body = request.body
     return declared is not None and body.fully_observed and \
@@ -165,12 +170,33 @@ def _web_server_hung_up_after_body(request: FcgiRequest,
 
 
 def _upstream_body_for_diff(request: FcgiRequest, conn: Connection) -> Body:
-    """The upstream body, made final when the web server hung up after
-    the app's Content-Length was met (see _web_server_hung_up_after_body)."""
+    """The upstream body, made final when the web server hung up once the
+    app's Content-Length was met: no byte the client needed was lost."""
     body = request.body
-    if body.complete or not _web_server_hung_up_after_body(request, conn):
+    if body.complete or not (_web_server_hung_up(conn) and
+                             _length_met(request)):
         return body
     return Body(body.data, body.unobserved, body.pieces, True)
+
+
+def _unobserved_before(request: FcgiRequest, conn: Connection,
+                       anomaly: Anomaly) -> bool:
+    """True when the app's stream lacks bytes between the request's first
+    record and ``anomaly``.
+
+    After a capture gap (packet loss, snaplen) the decoder must find the
+    record framing again; a record header, or the END_REQUEST itself, may
+    lie in the bytes never seen.  What looks misframed then is a fact
+    about the capture, not about the app (REPORT.md, ``incomplete``).
+    """
+    half = conn.to_client
+    starts = [r.stream_offset for r in request.records
+              if r.direction is Direction.TO_CLIENT]
+    start = min(starts) if starts else 0
+    end = anomaly.stream_offset
+    if end is None:
+        end = half.length
+    return bool(half.unobserved(start, end + 1))
 
 
 def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
@@ -184,8 +210,13 @@ def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
                 conn.to_client.fin or conn.to_client.rst):
             continue  # the capture stopped, the app did not
         if anomaly.name == "fcgi.fin_before_end" and \
-                _web_server_hung_up_after_body(request, conn):
-            continue  # nginx left once it had every byte it was promised
+                request.status is not None and _web_server_hung_up(conn):
+            # The web server ended a request the app had answered.  An
+            # app that sent no header block before it gave up (nginx's
+            # read timeout) stays blamed: it never answered.
+            continue
+        if _unobserved_before(request, conn, anomaly):
+            continue  # the framing was lost in bytes the capture lacks
         offset = None
         if anomaly.stream_offset is not None:
             offset = _body_offset_at(request.body, anomaly.stream_offset)
@@ -245,6 +276,11 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
                 declared, response.body.data)
 
     # Step 2b: damage visible in the FastCGI records.
+    if not upstream.complete and upstream.status is not None and \
+            _web_server_hung_up(upstream_conn):
+        result.evidence.append(
+            "the web server closed the FastCGI connection before the app's "
+            "END_REQUEST; the app did not stop on its own")
     for finding in _app_findings(upstream, upstream_conn):
         result.findings.append(finding)
         where = ""
