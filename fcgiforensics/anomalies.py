@@ -171,3 +171,45 @@ CATALOGUE: dict[str, str] = {
     "fcgi.stderr_limit": "STDERR of a request passed the size kept",
     "fcgi.request_limit": "too many requests open at once on one connection",
 }
+
+
+def catalogue_markdown() -> str:
+    """docs/anomalies.md, generated from :data:`CATALOGUE`.
+
+    Regenerate with ``python -m fcgiforensics.anomalies > docs/anomalies.md``.
+    """
+    lines = [
+        "# Anomaly catalogue",
+        "",
+        "Every anomaly fcgiforensics reports has a stable dotted name. An",
+        "anomaly is damage or oddity found in the input; it never stops a",
+        "run. It comes with where it was seen: capture file, frame number",
+        "(1-based, as in Wireshark), file offset, connection, direction and",
+        "stream offset, as far as the layer that found it knows them.",
+        "",
+        "This page is generated from `fcgiforensics.anomalies.CATALOGUE`.",
+        "",
+    ]
+    layer = ""
+    titles = {
+        "capture": "Capture files",
+        "tcp": "TCP reassembly",
+        "http": "HTTP/1.x (client leg)",
+        "fcgi": "FastCGI (upstream leg)",
+    }
+    for name, meaning in CATALOGUE.items():
+        prefix = name.split(".", 1)[0]
+        if prefix != layer:
+            layer = prefix
+            lines += [f"## {titles.get(prefix, prefix)}", "",
+                      "| name | meaning |", "| --- | --- |"]
+        lines.append(f"| `{name}` | {meaning} |")
+        nxt = list(CATALOGUE)
+        i = nxt.index(name)
+        if i + 1 == len(nxt) or nxt[i + 1].split(".", 1)[0] != prefix:
+            lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(catalogue_markdown(), end="")
