@@ -1,0 +1,296 @@
+"""The notebook API: DataFrames checked against the JSON report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("matplotlib")
+
+import fcgiforensics  # noqa: E402
+from fcgiforensics.notebook import Investigation  # noqa: E402
+from fcgiforensics.notebook.frames import (  # noqa: E402
+    ANOMALY_COLUMNS,
+    CONNECTION_COLUMNS,
+    EXCHANGE_COLUMNS,
+    PACKET_COLUMNS,
+    RECORD_COLUMNS,
+    REGION_COLUMNS,
+)
+from fcgiforensics.testing import Frame, two_leg_exchanges, write_pcap  # noqa: E402
+
+# -- synthetic captures shared by the notebook, figure and HTML tests ------
+
+BODY_LENGTH = 30_000
+CORRUPT_AT, CORRUPT_LENGTH = 12_000, 150
+
+
+def numbered_body(tag: str, length: int = BODY_LENGTH) -> bytes:
+    """Lines that name their own offset, so every frame's payload is unique."""
+    out = bytearray()
+    while len(out) < length:
+        out += f"{len(out):08d} {tag} abcdefghijklmnopqrstuvwxyz\n".encode()
+    return bytes(out[:length])
+
+
+def _find(frames: list[Frame], tag: str, offset: int) -> int:
+    """The frame carrying the line of body ``tag`` that holds ``offset``."""
+    line = len(numbered_body(tag, 200).split(b"\n")[0]) + 1
+    needle = f"{offset // line * line:08d} {tag}".encode()
+    return next(i for i, f in enumerate(frames) if needle in f.data)
+
+
+@dataclass
+class Sample:
+    client: Path
+    upstream: Path
+
+
+def write_sample(folder: Path, *, lossy: bool = False) -> Sample:
+    """Three exchanges; the second damaged between the legs.
+
+    With ``lossy``, the client leg of the third also loses one frame,
+    carries two frames swapped and one retransmission with other bytes.
+    """
+    bodies = [numbered_body(t) for t in ("A", "B", "C")]
+    seen = list(bodies)
+    damaged = bytearray(bodies[1])
+    damaged[CORRUPT_AT : CORRUPT_AT + CORRUPT_LENGTH] = b"\xcf" * CORRUPT_LENGTH
+    seen[1] = bytes(damaged)
+    client, upstream = two_leg_exchanges(bodies, client_bodies=seen)
+    if lossy:
+        # A retransmitted copy whose last byte differs, right after it.
+        j = _find(client, "C", 2_900)
+        altered = client[j].data[:-1] + bytes([client[j].data[-1] ^ 0xFF])
+        client.insert(j + 1, Frame(altered, client[j].ts_ns + 1))
+        # Two frames swapped: the earlier bytes come late.
+        k = _find(client, "C", 14_500)
+        client[k], client[k + 2] = client[k + 2], client[k]
+        # One frame lost by the capture (its bytes are acknowledged).
+        m = _find(client, "C", 23_200)
+        del client[m]
+    folder.mkdir(parents=True, exist_ok=True)
+    sample = Sample(folder / "client.pcap", folder / "upstream.pcap")
+    write_pcap(str(sample.client), client)
+    write_pcap(str(sample.upstream), upstream)
+    return sample
+
+
+def sample_investigation(folder: Path, *, lossy: bool) -> Investigation:
+    """The sample of :func:`write_sample`, written to ``folder`` and read."""
+    sample = write_sample(folder, lossy=lossy)
+    return fcgiforensics.analyze(str(sample.client), [str(sample.upstream)])
+
+
+@pytest.fixture(scope="module")
+def lossy(tmp_path_factory: pytest.TempPathFactory) -> Investigation:
+    return sample_investigation(tmp_path_factory.mktemp("lossy"), lossy=True)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory: pytest.TempPathFactory) -> Investigation:
+    return sample_investigation(tmp_path_factory.mktemp("clean"), lossy=False)
+
+
+# -- the entry point -------------------------------------------------------
+
+
+def test_import_does_not_load_pandas_or_matplotlib() -> None:
+    """Importing the package and the CLI leaves pandas and matplotlib unloaded."""
+    code = (
+        "import sys, fcgiforensics, fcgiforensics.cli.main\n"
+        "print(sorted(m for m in ('pandas', 'matplotlib') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_analyze_is_exported_and_wraps_an_analysis(clean: Investigation) -> None:
+    """fcgiforensics.analyze is public and returns an Investigation."""
+    assert "analyze" in fcgiforensics.__all__
+    assert isinstance(clean, Investigation)
+    assert clean.analysis.summary()["corrupted"] == 1
+    assert "1 corrupted" in repr(clean)
+    assert "<table>" in clean._repr_html_()
+
+
+def test_analyze_accepts_the_diff_options(tmp_path: Path) -> None:
+    """Digest header and port options reach the analysis; bad ones raise."""
+    sample = write_sample(tmp_path)
+    inv = fcgiforensics.analyze(
+        sample.client,
+        sample.upstream,
+        digest_header="X-Body-SHA1",
+        fastcgi_ports=[9000],
+    )
+    assert inv.analysis.summary()["exchanges"] == 3
+    with pytest.raises(ValueError):
+        fcgiforensics.analyze(sample.client, sample.upstream, digest_header="X:nohash")
+
+
+# -- frames against the report --------------------------------------------
+
+
+def _dtypes(frame: pd.DataFrame) -> dict[str, str]:
+    return {name: str(dtype) for name, dtype in frame.dtypes.items()}
+
+
+def _expected(columns: dict[str, str]) -> dict[str, str]:
+    return {name: str(pd.Series(dtype=dtype).dtype) for name, dtype in columns.items()}
+
+
+@pytest.mark.parametrize("name", ["clean", "lossy"])
+def test_exchanges_match_the_report(name: str, request: pytest.FixtureRequest) -> None:
+    """One exchange row per report exchange, with the report's dotted names."""
+    inv: Investigation = request.getfixturevalue(name)
+    doc = inv.report()
+    frame = inv.exchanges
+    assert _dtypes(frame) == _expected(EXCHANGE_COLUMNS)
+    assert len(frame) == len(doc["exchanges"])
+
+    flat = pd.json_normalize(doc["exchanges"])
+    missing = set(flat.columns) - set(frame.columns) - {"regions"}
+    assert not missing
+    for column in ("id", "verdict", "client.status", "upstream.body_length"):
+        assert frame[column].tolist() == flat[column].tolist()
+    assert frame["hop"].fillna("-").tolist() == flat["hop"].fillna("-").tolist()
+    assert frame["region_count"].tolist() == [
+        len(ex["regions"]) for ex in doc["exchanges"]
+    ]
+
+
+def test_exchange_times_keep_nanoseconds(clean: Investigation) -> None:
+    """Start times are UTC datetimes equal to the sides' integer nanoseconds."""
+    first = clean.analysis.exchanges[0]
+    assert first.client is not None
+    stamp = clean.exchanges["client.start"].iloc[0]
+    assert stamp.value == first.client.start_ns
+    assert str(stamp.tz) == "UTC"
+
+
+def test_regions_match_the_report(clean: Investigation) -> None:
+    """Each report region is a row with its exchange id, offsets and filter."""
+    doc = clean.report()
+    frame = clean.regions
+    assert _dtypes(frame) == _expected(REGION_COLUMNS)
+    expected = [
+        (ex["id"], r["offset"], r["length"], r["kind"], r["wireshark_filter"])
+        for ex in doc["exchanges"]
+        for r in ex["regions"]
+    ]
+    got = list(
+        frame[
+            ["exchange_id", "offset", "length", "kind", "wireshark_filter"]
+        ].itertuples(index=False, name=None)
+    )
+    assert got == expected
+    assert got[0][1:3] == (CORRUPT_AT, CORRUPT_LENGTH)
+    assert frame["client_end"].iloc[0] - frame["client_start"].iloc[0] == CORRUPT_LENGTH
+
+
+def test_connections_match_the_report(lossy: Investigation) -> None:
+    """One row per TCP connection the captures' entries count."""
+    doc = lossy.report()
+    frame = lossy.connections
+    assert _dtypes(frame) == _expected(CONNECTION_COLUMNS)
+    assert len(frame) == sum(c["tcp_connections"] for c in doc["captures"])
+    client = frame[frame["leg"] == "client"].iloc[0]
+    assert client["protocol"] == "http"
+    assert client["to_client.gaps"] >= 1
+    assert client["to_client.conflicts"] == 1
+
+
+def test_anomalies_match_the_report(lossy: Investigation) -> None:
+    """Anomaly rows count the same names as the captures' anomaly counts."""
+    doc = lossy.report()
+    frame = lossy.anomalies
+    assert _dtypes(frame) == _expected(ANOMALY_COLUMNS)
+    expected: Counter[str] = Counter()
+    for capture in doc["captures"]:
+        expected.update(capture["anomalies"])
+    assert Counter(frame["name"]) == expected
+    conflict = frame[frame["name"] == "tcp.overlap_conflict"].iloc[0]
+    assert conflict["leg"] == "client"
+    assert conflict["frame"] > 0
+    assert conflict["meaning"]
+
+
+def test_records_are_the_fastcgi_records(clean: Investigation) -> None:
+    """Every record of every upstream request is a row, typed by name."""
+    frame = clean.records
+    assert _dtypes(frame) == _expected(RECORD_COLUMNS)
+    total = sum(
+        len(ex.fcgi.request.records) for ex in clean.analysis.exchanges if ex.fcgi
+    )
+    assert len(frame) == total
+    assert {"BEGIN_REQUEST", "PARAMS", "STDIN", "STDOUT", "END_REQUEST"} <= set(
+        frame["type"]
+    )
+    assert frame["frame"].notna().all()
+
+
+def test_packets_cover_both_legs(clean: Investigation) -> None:
+    """packets() gives each leg's frames whose bytes add up to the streams."""
+    frame = clean.packets(2)
+    assert _dtypes(frame) == _expected(PACKET_COLUMNS)
+    assert set(frame["leg"]) == {"client", "upstream"}
+    response = frame[
+        (frame["leg"] == "client") & (frame["direction"] == "server->client")
+    ]
+    assert response["length"].sum() > BODY_LENGTH
+    assert not response["late"].any()
+    offsets = response["stream_offset"].tolist()
+    assert offsets == sorted(offsets)
+
+
+def test_packets_mark_gaps_conflicts_and_late_frames(lossy: Investigation) -> None:
+    """A lost frame, a differing copy and a swapped frame each show in packets()."""
+    frame = lossy.packets(3)
+    client = frame[frame["leg"] == "client"]
+    kinds = Counter(client["kind"])
+    assert kinds["gap"] == 1
+    assert kinds["conflict"] == 1
+    # The two frames overtaken by the swap, and the differing copy.
+    assert client["late"].fillna(False).sum() == 3
+    gap = client[client["kind"] == "gap"].iloc[0]
+    assert gap["gap_reason"] == "acked"
+    assert pd.isna(gap["frame"])
+
+
+def test_lossy_exchange_is_incomplete_with_unobserved_bytes(
+    lossy: Investigation,
+) -> None:
+    """The exchange with a lost frame is incomplete and its gap is counted."""
+    row = lossy.exchanges.set_index("id").loc[3]
+    assert row["verdict"] == "incomplete"
+    assert row["client.unobserved_bytes"] > 0
+
+
+def test_unknown_exchange_names_the_valid_ids(clean: Investigation) -> None:
+    """Asking for an exchange that does not exist raises a KeyError saying why."""
+    with pytest.raises(KeyError, match="1 to 3"):
+        clean.packets(99)
+
+
+def test_empty_capture_gives_typed_empty_frames(tmp_path: Path) -> None:
+    """A capture with no packets still gives every frame its columns and dtypes."""
+    path = tmp_path / "empty.pcap"
+    write_pcap(str(path), [])
+    inv = fcgiforensics.analyze(path)
+    for frame, columns in (
+        (inv.exchanges, EXCHANGE_COLUMNS),
+        (inv.regions, REGION_COLUMNS),
+        (inv.connections, CONNECTION_COLUMNS),
+        (inv.anomalies, ANOMALY_COLUMNS),
+        (inv.records, RECORD_COLUMNS),
+    ):
+        assert len(frame) == 0
+        assert _dtypes(frame) == _expected(columns)
