@@ -336,7 +336,8 @@ def analyze_legs(
 ) -> Analysis:
     """Pair and judge the exchanges of two legs already read."""
     judge = _Judge(options or AnalysisOptions())
-    for item in [*client_leg.http, *upstream_leg.fcgi]:
+    items: list[HttpItem | FcgiItem] = [*client_leg.http, *upstream_leg.fcgi]
+    for item in items:
         judge.add(item)
     return judge.finish(client_leg, upstream_leg, same_file)
 

@@ -52,8 +52,8 @@ class DeclaredDigest:
 
 def parse_digest_spec(text: str) -> DigestSpec:
     """``X-Body-SHA1`` or ``X-Checksum:sha256`` -> DigestSpec."""
-    name, _, algo = text.partition(":")
-    algo = algo.strip().lower().replace("-", "") or None
+    name, _, given = text.partition(":")
+    algo = given.strip().lower().replace("-", "") or None
     if algo is not None and algo not in hashlib.algorithms_available:
         raise ValueError(f"unknown hash algorithm {algo!r}")
     return DigestSpec(name.strip(), algo)
@@ -83,8 +83,8 @@ def find_digest(
 ) -> DeclaredDigest | None:
     """The first digest the headers declare (custom names first)."""
     by_name: dict[str, str] = {}
-    for name, value in headers:
-        by_name.setdefault(name.lower(), value)
+    for name, text in headers:
+        by_name.setdefault(name.lower(), text)
 
     for spec in custom:
         value = by_name.get(spec.header.lower())
@@ -98,18 +98,18 @@ def find_digest(
             return DeclaredDigest(spec.header, algo, raw)
 
     for header in ("repr-digest", "content-digest"):
-        value = by_name.get(header)
-        if value is None:
+        member = by_name.get(header)
+        if member is None:
             continue
-        for algo_name, b64 in _DICT_MEMBER.findall(value):
+        for algo_name, b64 in _DICT_MEMBER.findall(member):
             algo = _RFC9530_ALGOS.get(algo_name.lower())
             raw = _decode_value(b64)
             if algo is not None and raw is not None:
                 return DeclaredDigest(header.title(), algo, raw)
 
-    value = by_name.get("content-md5")
-    if value is not None:
-        raw = _decode_value(value)
+    md5 = by_name.get("content-md5")
+    if md5 is not None:
+        raw = _decode_value(md5)
         if raw is not None and len(raw) == 16:
             return DeclaredDigest("Content-MD5", "md5", raw)
     return None

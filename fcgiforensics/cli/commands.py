@@ -134,7 +134,7 @@ class _nullctx:
 
 def run_http(args: argparse.Namespace) -> int:
     leg = _read(args)
-    rows = []
+    rows: list[dict[str, Any]] = []
     bodies = []
     for n, item in enumerate(leg.http, start=1):
         ex = item.exchange
@@ -199,7 +199,7 @@ def run_http(args: argparse.Namespace) -> int:
 
 def run_fcgi(args: argparse.Namespace) -> int:
     leg = _read(args)
-    rows = []
+    rows: list[dict[str, Any]] = []
     bodies = []
     for n, item in enumerate(leg.fcgi, start=1):
         req = item.request

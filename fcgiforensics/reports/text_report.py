@@ -84,11 +84,11 @@ def _detail(ex: Exchange) -> list[str]:
     for sentence in ex.attribution.evidence:
         lines.append(f"  - {sentence}")
     for n, region in enumerate(ex.attribution.regions, start=1):
-        frames = region.client_frames or region.upstream_frames
+        shown = region.client_frames or region.upstream_frames
         lines.append(
             f"  region {n}: {region.kind} of {region.length:,} bytes at "
             f"offset {region.offset:,}; Wireshark: "
-            f"{wireshark_filter(frames) or '(no frames)'}"
+            f"{wireshark_filter(shown) or '(no frames)'}"
         )
         if region.region is not None and ex.client and ex.upstream:
             r = region.region
