@@ -480,3 +480,32 @@ def test_committed_capture_pairs_give_the_expected_summary(
         [str(folder / "client.pcap")], [str(folder / "upstream.pcap")], options
     )
     assert analysis.summary() == expected["summary"]
+
+
+def test_head_request_aborted_by_nginx_is_ok(tmp_path: Path) -> None:
+    """A HEAD through nginx to a slow flup app: nginx closes the FastCGI
+    connection once it has the head, which is an abort by the web server
+    (fcgi.web_server_closed), never app damage; the exchange is ok."""
+    import subprocess
+
+    _needs_testbed("flup")
+    slow = "/body?size=50000&seed=35&chunk=1000&slow_ms=30"
+    with Testbed(tmp_path, backend="flup") as tb:
+        head = subprocess.run(
+            [
+                "curl",
+                "-sI",
+                "--max-time",
+                "10",
+                f"http://127.0.0.1:{tb.client_port}{slow}",
+            ],
+            capture_output=True,
+            check=False,
+        )
+        assert head.returncode == 0
+    analysis = analyze([str(tb.client_pcap)], [str(tb.upstream_pcap)])
+    [exchange] = analysis.exchanges
+    assert exchange.method == "HEAD"
+    assert (exchange.verdict, exchange.hop) == ("ok", None)
+    names = {a.name for a in analysis.upstream_leg.anomalies}
+    assert "fcgi.fin_before_end" not in names

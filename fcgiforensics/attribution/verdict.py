@@ -320,6 +320,19 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
     # Step 4: decide.
     if result.findings:
         return _app_verdict(result, upstream, upstream_conn)
+    if alignment is None:
+        # HEAD: no body on either leg (RFC 9110 section 9.3.2); what can
+        # be compared is the status.
+        if response.status == upstream.status and client.complete:
+            result.evidence.append(
+                f"a HEAD response carries no body; the client got the "
+                f"app's status {response.status}")
+        else:
+            result.verdict = "incomplete"
+            result.evidence.append(
+                "a HEAD response carries no body to compare, and its "
+                "status or end could not be matched")
+        return result
     if alignment is not None and alignment.regions:
         result.verdict = "corrupted"
         result.hop = "proxy"
@@ -339,10 +352,18 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
         undecided = sum(max(r.upstream_end - r.upstream_start,
                             r.client_end - r.client_start)
                         for r in (alignment.undecidable if alignment else ()))
-        result.evidence.append(
-            f"{_fmt(undecided)} bytes could not be compared: the capture "
-            "lacks them on at least one leg" if undecided else
-            "a body's end was not captured")
+        if undecided:
+            result.evidence.append(
+                f"{_fmt(undecided)} bytes could not be compared: the "
+                "capture lacks them on at least one leg")
+        elif upstream.aborted:
+            result.evidence.append(
+                "the web server aborted the request before the app "
+                "finished (FastCGI 1.0 section 5.4): the response was "
+                f"never whole, and the {_fmt(min(len(cbody), len(ubody)))} "
+                "bytes both legs carried agree")
+        else:
+            result.evidence.append("a body's end was not captured")
         return result
     result.evidence.append(
         f"the client's body equals the app's body ({_fmt(len(cbody))} bytes)")
@@ -405,6 +426,13 @@ def _proxy_region(region: DiffRegion, ubody: Body, cbody: Body,
                           region)
 
 
+def _frames_phrase(frames: tuple[int, ...]) -> str:
+    """``frame 20`` or ``frames 20-22``, as Wireshark numbers them."""
+    text = format_frames(list(frames))
+    single = len({frame_number(f) for f in frames}) == 1
+    return f"frame {text}" if single else f"frames {text}"
+
+
 def _region_sentence(r: RegionEvidence) -> str:
     end = r.offset + max(r.length, 1) - 1
     what = {
@@ -420,10 +448,10 @@ def _region_sentence(r: RegionEvidence) -> str:
     if r.upstream_frames:
         records = f" in {', '.join(r.records)}" if r.records else ""
         parts.append(f"the FastCGI leg carried the app's bytes{records} "
-                     f"(frame {format_frames(list(r.upstream_frames))})")
+                     f"({_frames_phrase(r.upstream_frames)})")
     if r.client_frames:
-        parts.append("the client leg carried other bytes in frames "
-                     f"{format_frames(list(r.client_frames))}")
+        parts.append("the client leg carried other bytes in "
+                     f"{_frames_phrase(r.client_frames)}")
     sentence = "; ".join(parts)
     if r.shapes:
         sentence += " (" + "; ".join(r.shapes) + ")"

@@ -335,13 +335,13 @@ def _repeats(
         return not any(s < at + length and at < e for s, e in unobserved)
 
     # Step 1: the whole region, found elsewhere.
-    at = _find_other(body, data, usable)
+    at = _find_other(body, data, usable, start)
     if at is not None:
         return [f"the {size:,} bytes {_repeat_of(side, at, size, start)}"]
 
     # Step 2: a copy of the region's opening bytes, followed forward.
     probe = data[:REPEAT_PROBE_BYTES]
-    at = _find_other(body, probe, usable)
+    at = _find_other(body, probe, usable, start)
     if at is None:
         return []
     length = _shared_length(body, at, data, start - at if at < start else size)
@@ -353,15 +353,33 @@ def _repeats(
     return [f"the first {length:,} bytes {_repeat_of(side, at, length, start)}"]
 
 
-def _find_other(body: bytes, needle: bytes, usable: _Usable) -> int | None:
-    pos = body.find(needle)
+def _find_other(
+    body: bytes, needle: bytes, usable: _Usable, near: int = 0
+) -> int | None:
+    """The usable copy of ``needle`` nearest to offset ``near``.
+
+    A duplicated block repeats the bytes right before it; text bodies
+    repeat themselves with long periods, so the nearest copy is the one
+    that explains the damage, not the first in the body.
+    """
+    found: list[int] = []
+    pos = body.rfind(needle, 0, near + len(needle) - 1)
     hits = 0
     while pos >= 0 and hits < REPEAT_MAX_HITS:
         if usable(pos, len(needle)):
-            return pos
+            found.append(pos)
+            break
+        hits += 1
+        pos = body.rfind(needle, 0, pos + len(needle) - 1)
+    pos = body.find(needle, near + 1)
+    hits = 0
+    while pos >= 0 and hits < REPEAT_MAX_HITS:
+        if usable(pos, len(needle)):
+            found.append(pos)
+            break
         hits += 1
         pos = body.find(needle, pos + 1)
-    return None
+    return min(found, key=lambda at: abs(at - near)) if found else None
 
 
 def _shared_length(body: bytes, at: int, data: bytes, limit: int) -> int:
