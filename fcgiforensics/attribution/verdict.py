@@ -349,9 +349,10 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
     if alignment is not None and alignment.undecidable or \
             not ubody.complete or not cbody.complete:
         result.verdict = "incomplete"
+        spans: tuple[DiffRegion, ...] = alignment.undecidable if alignment \
+            else ()
         undecided = sum(max(r.upstream_end - r.upstream_start,
-                            r.client_end - r.client_start)
-                        for r in (alignment.undecidable if alignment else ()))
+                            r.client_end - r.client_start) for r in spans)
         if undecided:
             result.evidence.append(
                 f"{_fmt(undecided)} bytes could not be compared: the "
