@@ -144,41 +144,6 @@ def _client_body_for_diff(exchange: HttpExchange, conn: Connection) -> Body:
     return body
 
 
-def _web_server_hung_up(conn: Connection) -> bool:
-    """True when the web server closed or reset the FastCGI connection
-    and the app never closed its side.
-
-    nginx ends the connection under an unfinished request when its
-    client went away, when its read timeout fired, or (without
-    ``fastcgi_keep_conn``) as soon as the app's Content-Length has
-    arrived, before END_REQUEST (FastCGI 1.0 spec, section 5.5).  The
-    app did not stop on its own then.
-    """
-    # XXX: a FIN from each side is not ordered here, so an app that
-    # closes in answer to the web server's FIN is still blamed.
-    if conn.to_client.fin or conn.to_client.rst:
-        return False
-    return conn.to_server.fin or conn.to_server.rst
-
-
-def _length_met(request: FcgiRequest) -> bool:
-    """True when the body holds exactly the app's CGI Content-Length."""
-    declared = request.headers.content_length
-    body = request.body
-    return declared is not None and body.fully_observed and \
-        len(body) == declared
-
-
-def _upstream_body_for_diff(request: FcgiRequest, conn: Connection) -> Body:
-    """The upstream body, made final when the web server hung up once the
-    app's Content-Length was met: no byte the client needed was lost."""
-    body = request.body
-    if body.complete or not (_web_server_hung_up(conn) and
-                             _length_met(request)):
-        return body
-    return Body(body.data, body.unobserved, body.pieces, True)
-
-
 def _unobserved_before(request: FcgiRequest, conn: Connection,
                        anomaly: Anomaly) -> bool:
     """True when the app's stream lacks bytes between the request's first
@@ -209,12 +174,6 @@ def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
         if anomaly.name == "fcgi.truncated_record" and not (
                 conn.to_client.fin or conn.to_client.rst):
             continue  # the capture stopped, the app did not
-        if anomaly.name == "fcgi.fin_before_end" and \
-                request.status is not None and _web_server_hung_up(conn):
-            # The web server ended a request the app had answered.  An
-            # app that sent no header block before it gave up (nginx's
-            # read timeout) stays blamed: it never answered.
-            continue
         if _unobserved_before(request, conn, anomaly):
             continue  # the framing was lost in bytes the capture lacks
         offset = None
@@ -246,7 +205,7 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
     assert upstream_conn is not None and client_conn is not None
 
     result = Attribution("ok", None)
-    ubody = _upstream_body_for_diff(upstream, upstream_conn)
+    ubody = upstream.body
 
     # Step 2a: the app's own digest, checked against the upstream body.
     headers = list(upstream.headers.fields)
@@ -276,8 +235,9 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
                 declared, response.body.data)
 
     # Step 2b: damage visible in the FastCGI records.
-    if not upstream.complete and upstream.status is not None and \
-            _web_server_hung_up(upstream_conn):
+    if upstream.aborted:
+        # The decoder saw the web server's side end first: an abort
+        # (FastCGI 1.0 section 5.4), not the app stopping.
         result.evidence.append(
             "the web server closed the FastCGI connection before the app's "
             "END_REQUEST; the app did not stop on its own")
