@@ -126,10 +126,13 @@ class DetectingDecoder:
             self._decide(guess)
 
     def feed(self, direction: Direction, offset: int, data: bytes) -> None:
-        if self.protocol is None:
+        decoder = self.decoder
+        if decoder is not None:  # decided: straight through (per segment)
+            out = decoder.feed(direction, offset, data)
+            if out:
+                self._emit(out)
+        elif self.protocol is None:
             self._hold("feed", direction, offset, data)
-        else:
-            self._forward("feed", direction, offset, data)
 
     def gap(self, direction: Direction, offset: int, length: int) -> None:
         if self.protocol is None:

@@ -228,6 +228,10 @@ class _Mode(enum.Enum):
     DONE = "done"
 
 
+# Body parts of known length, which the fast path of feed() may take.
+_BODY_MODES = (_Mode.LENGTH, _Mode.CHUNK_DATA)
+
+
 class _Slot:
     """A request (or a lost one) in the queue awaiting its response."""
 
@@ -439,6 +443,25 @@ class Http1Decoder:
 
     def feed(self, direction: Direction, offset: int, data: bytes) -> list[object]:
         """Take bytes ``[offset, offset + len(data))`` of ``direction``."""
+        side = self._sides[direction]
+        if (
+            side.mode in _BODY_MODES
+            and offset == side.next_offset
+            and not side.buf
+            and len(data) < side.remaining
+        ):
+            # The common case on a large body: bytes wholly inside a body
+            # part of known length, nothing buffered before them.  They
+            # go straight to the body; no state changes, nothing can end.
+            msg = side.msg
+            assert msg is not None
+            out: list[object] = []
+            label = f"chunk {len(msg.chunks)}" if msg.chunked else ""
+            side.next_offset = offset + len(data)
+            self._body_bytes(side, msg, bytes(data), offset, label, out)
+            side.remaining -= len(data)
+            side.base = side.next_offset  # the buffer is empty
+            return self._checked(out)
         return self._call(direction, "data", offset, bytes(data), len(data))
 
     def gap(self, direction: Direction, offset: int, length: int) -> list[object]:
