@@ -78,6 +78,7 @@ CATALOGUE: dict[str, str] = {
     "tcp.out_of_order": "a segment arrived ahead of bytes not yet seen",
     "tcp.rst": "the connection was reset",
     "tcp.data_after_fin": "data beyond the sender's FIN",
+    "tcp.data_after_rst": "data after the connection was reset; not delivered",
     "tcp.before_start": "data before the first byte seen of a mid-stream connection",
     "tcp.late_data": ("bytes arrived after their range was declared a gap; not merged"),
     "tcp.pending_limit": "too many out-of-order bytes were waiting; a gap was declared",
@@ -201,8 +202,12 @@ def catalogue_markdown() -> str:
         prefix = name.split(".", 1)[0]
         if prefix != layer:
             layer = prefix
-            lines += [f"## {titles.get(prefix, prefix)}", "",
-                      "| name | meaning |", "| --- | --- |"]
+            lines += [
+                f"## {titles.get(prefix, prefix)}",
+                "",
+                "| name | meaning |",
+                "| --- | --- |",
+            ]
         lines.append(f"| `{name}` | {meaning} |")
         nxt = list(CATALOGUE)
         i = nxt.index(name)

@@ -56,6 +56,7 @@ class Expect:
     protocol: str = "none"
     decoded: tuple[str, ...] = ()
     bug: str | None = None
+    tcp: bool = True  # False: no packet can be decoded to TCP
 
 
 UNREADABLE = 2
@@ -73,25 +74,21 @@ EXPECT: dict[str, Expect] = {
         streams=("capture.unknown_block",), packets=11),
     "pcapng-bad-byte-order.pcapng": Expect(UNREADABLE),
     "pcapng-bad-byte-order-second-section.pcapng": Expect(
-        streams=("capture.bad_record",), packets=11,
-        bug="a bad section header after good packets aborts the whole run"),
+        streams=("capture.bad_record",), packets=11),
+    # Its packets name the broken interface, whose link type is unknown:
+    # they are counted, not guessed at.
     "pcapng-short-idb.pcapng": Expect(
-        streams=("capture.bad_record",),
-        bug="struct.error escapes _parse_idb on a body under 8 bytes"),
+        streams=("capture.bad_record", "capture.unsupported_linktype"),
+        tcp=False),
     "pcapng-short-epb.pcapng": Expect(
-        streams=("capture.bad_record",), packets=11,
-        bug="struct.error escapes _read_pcapng on a packet block under "
-            "20 bytes"),
+        streams=("capture.bad_record",), packets=11),
     "pcapng-timestamp-overflow.pcapng": Expect(
-        packets=11,
-        bug="OverflowError: a timestamp past 2^63 ns reaches array('q')"),
+        streams=("capture.bad_record",), packets=11),
     "empty.pcap": Expect(UNREADABLE),
     "text.pcap": Expect(UNREADABLE),
     "not-a-capture.gz": Expect(UNREADABLE),
     "truncated.pcap.gz": Expect(
-        streams=("capture.truncated_file",),
-        bug="a gzip stream cut short fails the first 8 MiB read: exit 2, "
-            "no records kept"),
+        streams=("capture.truncated_file",)),
     "http-gzip-bomb.pcap.gz": Expect(
         packets=76, protocol="http", decoded=("http.decompression_limit",)),
     "http-chunk-size-2pow63.pcap": Expect(
@@ -215,7 +212,7 @@ def test_streams_command_on_corpus_file(name: str) -> None:
     if expect.packets is not None:
         assert capture["packets"] == expect.packets
     assert capture["packets"] > 0
-    assert capture["tcp_connections"] >= 1
+    assert (capture["tcp_connections"] >= 1) == expect.tcp
 
 
 def test_absurd_caplen_keeps_the_connection_of_earlier_records() -> None:

@@ -276,18 +276,13 @@ def test_arbitrary_segments_never_break_the_reassembler(
                         ack, flags, data, missing % 3 * (missing // 3))
     reassembler.finish()
     for conn, sink in zip(reassembler.connections, sinks, strict=True):
-        if sink.fed_after_end:
-            # XXX: a known reassembler defect, pinned (strict xfail) by
-            # test_bytes_at_the_fin_offset_are_not_fed_after_the_end.
-            event("known bug: feed after end")
+        assert not sink.fed_after_end
         assert {a.name for a in conn.anomalies} <= set(CATALOGUE)
         for half in conn.halves:
             assert sink.next[half.direction] == half.length
             assert sink.ended[half.direction]
 
 
-@pytest.mark.xfail(strict=True, reason="in-order bytes at or past the FIN "
-                   "offset are delivered after the sink's end")
 def test_bytes_at_the_fin_offset_are_not_fed_after_the_end() -> None:
     """A segment carrying bytes at the FIN's offset, after the FIN ended
     the direction, is reported as tcp.data_after_fin and not fed."""

@@ -86,6 +86,23 @@ class CaptureInfo:
         )
 
 
+def _read_up_to(file: io.BufferedIOBase, size: int) -> tuple[bytes, bool]:
+    """Up to ``size`` bytes of ``file``; True if a compressed stream ended
+    early, in which case what was decompressed before the cut is kept."""
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
+        try:
+            chunk = file.read1(size - got)
+        except EOFError:
+            return b"".join(parts), True
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts), False
+
+
 class _BlockReader:
     """A forward-only window over a file, refilled in :data:`READ_BLOCK` steps.
 
@@ -93,7 +110,17 @@ class _BlockReader:
     ``buf[0]``.  ``need(n)`` makes sure ``n`` bytes are available.
     """
 
-    __slots__ = ("_file", "_raw", "_info", "buf", "pos", "base", "eof", "_released")
+    __slots__ = (
+        "_file",
+        "_raw",
+        "_info",
+        "buf",
+        "pos",
+        "base",
+        "eof",
+        "_released",
+        "cut_short",
+    )
 
     def __init__(
         self,
@@ -110,6 +137,7 @@ class _BlockReader:
         self.pos = 0
         self.base = 0
         self._released = 0
+        self.cut_short = False  # a compressed stream ended before its end
         # A mapped file is all there from the start: nothing to refill.
         self.eof = isinstance(first, mmap.mmap)
 
@@ -133,7 +161,9 @@ class _BlockReader:
         if len(self.buf) - self.pos >= n:
             return True
         while not self.eof and len(self.buf) - self.pos < n:
-            more = self._file.read(max(READ_BLOCK, n))
+            more, cut = _read_up_to(self._file, max(READ_BLOCK, n))
+            if cut:
+                self.cut_short = self.eof = True
             if not more:
                 self.eof = True
                 break
@@ -184,8 +214,8 @@ def read_records(
     info.compressed = compressed
     with raw, file:
         try:
-            first = file.read(READ_BLOCK)
-        except (OSError, EOFError, zlib.error) as exc:
+            first, cut = _read_up_to(file, READ_BLOCK)
+        except (OSError, zlib.error) as exc:
             raise CaptureFormatError(
                 path, f"cannot decompress: {exc}", offset=0
             ) from None
@@ -199,6 +229,7 @@ def read_records(
             reader = _BlockReader(file, mapped, info, raw)
         else:
             reader = _BlockReader(file, first, info, raw)
+            reader.cut_short = reader.eof = cut
         magic = first[:4]
         frame_base = file_index << 32
         try:
@@ -225,6 +256,13 @@ def read_records(
         finally:
             if isinstance(reader.buf, mmap.mmap):
                 reader.buf.close()
+        if reader.cut_short:
+            info.note(
+                "capture.truncated_file",
+                "the compressed stream is cut short; records up to the cut were read",
+                frame=info.records + 1,
+                offset=reader.offset,
+            )
 
 
 def _read_pcap(
@@ -307,6 +345,10 @@ _SPB = 3
 _NRB = 4
 _ISB = 5
 _EPB = 6
+# Fewest body bytes each block type needs for its fixed fields.
+_MIN_BODY = {_SHB: 16, _IDB: 8, _EPB: 20, _OPB: 20, _SPB: 4}
+#: Timestamps are int64 nanoseconds downstream: about the year 2262.
+_MAX_TS = 2**63 - 1
 _KNOWN_SKIPPED = {_NRB, _ISB, 0x0A, 0xBAD, 0x40000BAD, 0x80000001}
 
 
@@ -354,6 +396,7 @@ def _read_pcapng(
     order = "<"
     interfaces: list[_Interface] = []
     number = 0
+    last_ts = 0
     while True:
         if not r.need(12):
             if len(r.buf) - r.pos:
@@ -373,12 +416,21 @@ def _read_pcapng(
                 order = "<"
             elif bom == b"\x1a\x2b\x3c\x4d":
                 order = ">"
-            else:
+            elif r.offset == 0:
                 raise CaptureFormatError(
                     info.path,
                     f"pcapng section header with byte-order magic {bom.hex()}",
                     offset=r.offset,
                 )
+            else:
+                info.note(
+                    "capture.bad_record",
+                    f"section header with byte-order magic {bom.hex()}; "
+                    "the rest of the file cannot be framed",
+                    frame=frame_base | (number + 1),
+                    offset=r.offset,
+                )
+                break
             interfaces = []
         length = struct.unpack_from(order + "I", r.buf, r.pos + 4)[0]
         if length < 12 or length % 4 or length > MAX_RECORD + 64:
@@ -409,6 +461,21 @@ def _read_pcapng(
         body = r.buf[r.pos + 8 : r.pos + length - 4]
         r.pos += length
         r.release()
+        if len(body) < _MIN_BODY.get(block_type, 0):
+            if block_type in (_EPB, _OPB, _SPB):
+                number += 1
+            info.note(
+                "capture.bad_record",
+                f"block of type {block_type:#x} is {len(body)} bytes, too "
+                "short for its fields; skipped",
+                frame=frame_base | number if block_type != _IDB else None,
+                offset=offset,
+            )
+            if block_type == _IDB:
+                # Keep later interface numbers true, with a placeholder
+                # whose link type nothing reads.
+                interfaces.append(_Interface(-1, 0))
+            continue
 
         # Step 2: packets, in any of the three packet block forms.
         if block_type == _EPB or block_type == _OPB:
@@ -433,6 +500,16 @@ def _read_pcapng(
                 continue
             iface = interfaces[iface_id]
             ts = ((hi << 32) | lo) * iface.ts_mul // iface.ts_div + iface.ts_offset_ns
+            if not 0 <= ts <= _MAX_TS:
+                info.note(
+                    "capture.bad_record",
+                    f"timestamp {ts} ns is out of range; the previous "
+                    "packet's time is used",
+                    frame=frame_base | number,
+                    offset=offset,
+                )
+                ts = last_ts
+            last_ts = ts
             yield (
                 frame_base | number,
                 ts,

@@ -493,6 +493,38 @@ class Reassembler:
         half.payload_bytes += len(data)
         end = offset + len(data) + missing
 
+        # Nothing lies beyond the FIN (RFC 9293 section 3.10.7.4) or after
+        # a reset: bytes there are reported, never delivered after the end.
+        if half.ended and half.fin_offset is None:
+            conn.anomalies.append(
+                self._anomaly(
+                    conn,
+                    half,
+                    "tcp.data_after_rst",
+                    f"{len(data) + missing} bytes after the connection was reset",
+                    offset,
+                    frame,
+                )
+            )
+            return
+        fin = half.fin_offset
+        if fin is not None and end > fin:
+            conn.anomalies.append(
+                self._anomaly(
+                    conn,
+                    half,
+                    "tcp.data_after_fin",
+                    f"{end - max(offset, fin)} bytes after the FIN",
+                    max(offset, fin),
+                    frame,
+                )
+            )
+            if offset >= fin:
+                return
+            data = data[: fin - offset]
+            missing = max(0, fin - offset - len(data))
+            end = fin
+
         # A keep-alive probe repeats the byte before the next expected
         # one (RFC 9293 section 3.8.4); it carries no stream data.
         if len(data) + missing <= 1 and offset == half.next - 1:
@@ -541,18 +573,6 @@ class Reassembler:
 
         # Ahead of a hole: wait for the hole to fill.
         half.out_of_order += 1
-        if half.fin_offset is not None and offset >= half.fin_offset:
-            conn.anomalies.append(
-                self._anomaly(
-                    conn,
-                    half,
-                    "tcp.data_after_fin",
-                    f"{len(data)} bytes after the FIN",
-                    offset,
-                    frame,
-                )
-            )
-            return
         held = half.pending.get(offset)
         if held is not None:
             if held[0] != data[: len(held[0])] and data != held[0][: len(data)]:
