@@ -276,8 +276,7 @@ def test_gzip_bomb_body_stops_near_the_decoded_limit() -> None:
     [message] = _decoded("http-gzip-bomb.pcap.gz", "http")["messages"]
     assert message["status"] == 200
     assert message["wire_body"] > 1_000_000
-    # XXX: one byte past the limit is kept today (the probe byte).
-    assert message["body"] <= MAX_DECODED_BYTES + 1
+    assert message["body"] == MAX_DECODED_BYTES
 
 
 def test_bad_chunk_size_keeps_the_chunks_before_it() -> None:

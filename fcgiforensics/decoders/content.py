@@ -134,10 +134,17 @@ class _Stage:
         """How many more bytes this layer may produce (at least 1)."""
         return max(self.max_output - self.given, 0) + 1
 
-    def _count(self, produced: int) -> None:
-        """Account for output and stop at the size or ratio limit."""
+    def _count(self, produced: int, out: list[bytes]) -> None:
+        """Account for output and stop at the size or ratio limit.
+
+        The budget lets one byte past the limit through, to tell "exactly
+        at the limit" from "over it"; that byte is taken back here.
+        """
         self.given += produced
         if self.given > self.max_output:
+            excess = self.given - self.max_output
+            if out and excess <= len(out[-1]):
+                out[-1] = out[-1][: len(out[-1]) - excess]
             raise _CodecError(
                 "http.decompression_limit",
                 f"{self.coding} output passed {self.max_output} bytes "
@@ -193,7 +200,7 @@ class _ZlibStage(_Stage):
                     "http.decode_error", f"{self.coding}: {exc}"
                 ) from None
             out.append(block)
-            self._count(len(block))
+            self._count(len(block), out)
             if obj.eof:
                 self.finished = True
                 data = obj.unused_data
@@ -240,11 +247,11 @@ class _BrotliStage(_Stage):
         """Feed one step, draining output in bounded blocks."""
         block = self._obj.process(step, output_buffer_limit=_OUTPUT_STEP)
         out.append(block)
-        self._count(len(block))
+        self._count(len(block), out)
         while not self._obj.can_accept_more_data():
             block = self._obj.process(b"", output_buffer_limit=_OUTPUT_STEP)
             out.append(block)
-            self._count(len(block))
+            self._count(len(block), out)
 
 
 class _ZstdStage(_Stage):
@@ -269,7 +276,7 @@ class _ZstdStage(_Stage):
             except zstandard.ZstdError as exc:
                 raise _CodecError("http.decode_error", f"zstd: {exc}") from None
             out.append(block)
-            self._count(len(block))
+            self._count(len(block), out)
             if self._obj.eof:
                 self.finished = True
                 tail = self._obj.unused_data + data[i + _ZSTD_INPUT_STEP :]
