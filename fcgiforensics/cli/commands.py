@@ -6,19 +6,19 @@ import argparse
 import hashlib
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..analysis import AnalysisOptions, analyze
-from ..attribution import parse_digest_spec
 from ..capture.leg import follow_leg
 from ..errors import UsageError
 from ..frames import frame_number
-from ..legs import Leg, LegOptions, read_leg
 from ..reassembly import Reassembler
-from ..reports.json_report import report_json
 from ..reports.streams import streams_json, streams_text
-from ..reports.text_report import report_text
 from .progress import Progress
+
+# The decoders, attribution and reports are imported by the commands that
+# use them, so that `streams` starts without them (about 0.1 s).
+if TYPE_CHECKING:
+    from ..legs import Leg, LegOptions
 
 __all__ = ["register"]
 
@@ -43,6 +43,8 @@ def _ports(text: str) -> frozenset[int]:
 
 
 def _leg_options(args: argparse.Namespace) -> LegOptions:
+    from ..legs import LegOptions
+
     return LegOptions(
         http_ports=args.http_port or frozenset(),
         fastcgi_ports=args.fastcgi_port or frozenset(),
@@ -94,6 +96,8 @@ def run_streams(args: argparse.Namespace) -> int:
 
 
 def _read(args: argparse.Namespace) -> Leg:
+    from ..legs import read_leg
+
     bar = Progress(f"reading {'+'.join(args.files)}")
     leg = read_leg(args.files, _leg_options(args), progress=bar)
     bar.done()
@@ -272,6 +276,11 @@ def run_fcgi(args: argparse.Namespace) -> int:
 
 
 def run_diff(args: argparse.Namespace) -> int:
+    from ..analysis import AnalysisOptions, analyze
+    from ..attribution import parse_digest_spec
+    from ..reports.json_report import report_json
+    from ..reports.text_report import report_text
+
     client = args.client
     upstream = args.upstream
     if args.legs:

@@ -372,7 +372,12 @@ class Reassembler:
                     self._declare_acked_gap(conn, peer, acked)
 
         # Step 4: the payload, if any, then FIN and RST.
-        offset = self._unwrap(half, seq)
+        nxt = half.next  # _unwrap, inlined: once per packet
+        offset = (
+            nxt
+            + ((seq - half.base) % _SEQ_MOD - nxt + _SEQ_HALF) % _SEQ_MOD
+            - _SEQ_HALF
+        )
         if payload or missing:
             self._data(conn, half, offset, payload, missing, frame, ts)
         if flags & TCP_FIN and half.fin_offset is None:
