@@ -8,6 +8,7 @@ the notebook API are built from the :class:`Analysis` it returns.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ from .reassembly.reassembler import format_address
 
 __all__ = ["AnalysisOptions", "Side", "Exchange", "Analysis", "analyze"]
 
+#: Judged exchanges between two sweeps for connections done with (see
+#: _Judge._sweep); each sweep walks the connections judged since.
+SWEEP_EVERY = 64
+
 
 @dataclass(frozen=True, slots=True)
 class AnalysisOptions:
@@ -30,9 +35,11 @@ class AnalysisOptions:
     digests: tuple[DigestSpec, ...] = ()
     leg: LegOptions = LegOptions()
     #: Keep the bytes of every body.  When False, the bytes of exchanges
-    #: judged ``ok`` are released as soon as they are judged, so memory
-    #: follows the exchanges in flight and the damaged ones, not the
-    #: size of the capture (what the command line does).
+    #: judged ``ok`` (with their record lists) are released as soon as
+    #: they are judged, the legs do not list every message, and closed
+    #: connections drop their frame index once all their exchanges are
+    #: judged: memory follows the exchanges in flight and the damaged
+    #: ones, not the size of the capture (what the command line does).
     keep_bodies: bool = True
 
 
@@ -243,6 +250,9 @@ class _Judge:
         ] = {}
         self.judged: list[tuple[int, Exchange]] = []
         self.offsets: list[int] = []
+        # Connections whose judged exchanges may let their index go.
+        self._candidates: dict[int, Connection] = {}
+        self._keep: set[int] = set()
 
     def add(self, item: HttpItem | FcgiItem) -> None:
         is_http = isinstance(item, HttpItem)
@@ -277,8 +287,39 @@ class _Judge:
             self.offsets.append(upstream.start_ns - client.start_ns)
         order = client.start_ns if client else upstream.start_ns if upstream else 0
         self.judged.append((order, exchange))
-        if not self.options.keep_bodies and attribution.verdict == "ok":
-            _release(h, f)
+        if not self.options.keep_bodies:
+            if attribution.verdict == "ok":
+                _release(h, f)
+                if f is not None:
+                    # Its records were evidence for nothing: let them go.
+                    exchange.fcgi = FcgiItem(
+                        f.connection,
+                        dataclasses.replace(f.request, records=()),
+                        f.sequence,
+                    )
+            for item in (h, f):
+                if item is None:
+                    continue
+                key = id(item.connection)
+                if attribution.verdict != "ok":
+                    # Its report draws this connection's packets.
+                    self._keep.add(key)
+                elif key not in self._keep:
+                    self._candidates[key] = item.connection
+            if len(self.judged) % SWEEP_EVERY == 0:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """Forget the frame index of closed connections with nothing left
+        to judge: their exchanges' frames were taken when judged."""
+        waiting = {id(i.connection) for items in self.waiting.values() for i in items}
+        for key, conn in list(self._candidates.items()):
+            if key in self._keep:
+                del self._candidates[key]
+            elif conn.closed and key not in waiting:
+                for half in conn.halves:
+                    half.forget_index()
+                del self._candidates[key]
 
     def finish(self, client_leg: Leg, upstream_leg: Leg, same_file: bool) -> Analysis:
         """Pair what is left (URI and time), then number every exchange."""
@@ -365,10 +406,13 @@ def analyze(
         # and its FastCGI the upstream side.
         judge.add(item)
 
-    collectors = [LegCollector(list(client), options.leg, on_item)]
+    keep = options.keep_bodies
+    collectors = [LegCollector(list(client), options.leg, on_item, keep_items=keep)]
     if not same:
         assert upstream is not None
-        collectors.append(LegCollector(list(upstream), options.leg, on_item))
+        collectors.append(
+            LegCollector(list(upstream), options.leg, on_item, keep_items=keep)
+        )
     legs = read_legs(collectors, progress=progress)
     client_leg = legs[0]
     upstream_leg = legs[-1]

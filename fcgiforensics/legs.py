@@ -123,6 +123,8 @@ class LegCollector:
         paths: list[str],
         options: LegOptions | None = None,
         on_item: Callable[[Item], None] | None = None,
+        *,
+        keep_items: bool = True,
     ) -> None:
         self.options = options or LegOptions()
         label = "+".join(paths)
@@ -132,6 +134,9 @@ class LegCollector:
         )
         self.leg.connections = self.reassembler.connections
         self._on_item = on_item
+        # False: messages go to on_item only, not into the leg's lists, so
+        # that a long run need not hold every message to the end.
+        self._keep_items = keep_items
         self._detectors: dict[int, DetectingDecoder] = {}
         self._sequence: dict[tuple[int, type], int] = {}
 
@@ -179,10 +184,12 @@ class LegCollector:
             wrapped: Item
             if isinstance(item, HttpExchange):
                 wrapped = HttpItem(conn, item, sequence)
-                leg.http.append(wrapped)
+                if self._keep_items:
+                    leg.http.append(wrapped)
             else:
                 wrapped = FcgiItem(conn, item, sequence)
-                leg.fcgi.append(wrapped)
+                if self._keep_items:
+                    leg.fcgi.append(wrapped)
             if self._on_item is not None:
                 self._on_item(wrapped)
 

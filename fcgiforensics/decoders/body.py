@@ -61,7 +61,7 @@ class Body:
         return self.released_length is not None
 
     def release(self) -> None:
-        """Drop the bytes, keeping length, unobserved ranges and the map.
+        """Drop the bytes and their map, keeping length and unobserved ranges.
 
         A long run calls this on bodies already judged, so that memory
         follows the exchanges in flight rather than the capture's size.
@@ -69,6 +69,7 @@ class Body:
         if self.released_length is None:
             self.released_length = len(self.data)
             self.data = b""
+            self.pieces = []
 
     @property
     def fully_observed(self) -> bool:

@@ -194,6 +194,18 @@ class HalfStream:
         """Stream bytes accounted for: delivered plus declared gaps."""
         return self.next
 
+    def forget_index(self) -> None:
+        """Drop the offset-to-frame index (once nothing will ask for it).
+
+        It costs 32 bytes a data packet; a long run that has judged every
+        exchange of a closed connection lets it go.  ``frames_for`` and
+        ``time_at`` then find nothing.
+        """
+        self.seg_offsets = array("q")
+        self.seg_lengths = array("l")
+        self.seg_frames = array("q")
+        self.seg_times = array("q")
+
     def frames_for(self, start: int, end: int) -> list[int]:
         """Frames whose delivered bytes fall in ``[start, end)``, in order."""
         offsets = self.seg_offsets
@@ -868,7 +880,7 @@ class Reassembler:
             half.retained_bytes -= len(chunks[head][0])
             chunks[head] = (b"", chunks[head][1])
             head += 1
-        if head > 4096 and head * 2 > len(starts):
+        if head > 256 and head * 2 > len(starts):
             del starts[:head]
             del chunks[:head]
             head = 0
@@ -888,6 +900,13 @@ class Reassembler:
             conn.sink.end(half.direction, half.next)
         if all(h.ended for h in conn.halves):
             conn.closed = True
+            # Nothing more can be delivered: bytes kept to compare
+            # retransmissions against go (later copies are reported as
+            # data after the end, not compared).
+            for h in conn.halves:
+                h.retained_starts = []
+                h.retained_chunks = []
+                h.retained_bytes = h.retained_head = 0
 
     def _anomaly(
         self,

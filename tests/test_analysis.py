@@ -1,0 +1,75 @@
+"""The analysis pipeline's memory contract on long runs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from fcgiforensics.analysis import AnalysisOptions, analyze
+from fcgiforensics.testing import Frame, two_leg_exchanges, write_pcap
+
+
+def _pair(tmp_path: Path, damaged: int | None) -> tuple[str, str]:
+    """Three keep-alive connections of 40 exchanges each, both legs; the
+    client leg's copy of exchange ``damaged`` (0-based) altered."""
+    frames: tuple[list[Frame], list[Frame]] = ([], [])
+    for conn in range(3):
+        bodies = [random.Random(conn * 40 + i).randbytes(30_000) for i in range(40)]
+        seen = list(bodies)
+        if damaged is not None and damaged // 40 == conn:
+            bad = bytearray(seen[damaged % 40])
+            bad[100:110] = b"X" * 10
+            seen[damaged % 40] = bytes(bad)
+        client, upstream = two_leg_exchanges(
+            bodies,
+            client_bodies=seen,
+            client_port=51000 + conn,
+            upstream_port=42000 + conn,
+            start_ns=1_765_000_000 * 10**9 + conn * 10**9,
+        )
+        frames[0].extend(client)
+        frames[1].extend(upstream)
+    write_pcap(str(tmp_path / "c.pcap"), frames[0])
+    write_pcap(str(tmp_path / "u.pcap"), frames[1])
+    return str(tmp_path / "c.pcap"), str(tmp_path / "u.pcap")
+
+
+def test_lean_run_releases_judged_bodies_and_keeps_the_damaged(
+    tmp_path: Path,
+) -> None:
+    """Without keep_bodies, ok bodies drop their bytes once judged (their
+    length and hash stay), the legs do not list every message, closed
+    connections drop their frame index, and a corrupted exchange keeps
+    everything its report needs."""
+    client, upstream = _pair(tmp_path, damaged=97)
+    analysis = analyze([client], [upstream], AnalysisOptions(keep_bodies=False))
+    assert analysis.summary()["corrupted"] == 1
+    for ex in analysis.exchanges:
+        assert ex.client is not None and ex.upstream is not None
+        assert ex.client.body_length == 30_000
+        assert ex.client.body_sha256 is not None
+        if ex.verdict == "ok":
+            assert ex.client.body.released and ex.upstream.body.released
+            assert ex.fcgi is not None and ex.fcgi.request.records == ()
+        else:
+            assert ex.id == 98
+            assert not ex.client.body.released
+            assert ex.attribution.regions[0].client_frames
+    assert analysis.client_leg.http == [] and analysis.upstream_leg.fcgi == []
+    first, _, damaged = analysis.client_leg.connections
+    # The first connection closed before a sweep: its index is gone; the
+    # one carrying the damaged exchange keeps it for the report's figures.
+    assert first.closed and len(first.to_client.seg_offsets) == 0
+    assert len(damaged.to_client.seg_offsets) > 0
+
+
+def test_default_run_keeps_everything_for_notebooks(tmp_path: Path) -> None:
+    """With the default options every body, message and index is kept."""
+    client, upstream = _pair(tmp_path, damaged=None)
+    analysis = analyze([client], [upstream])
+    assert analysis.summary()["ok"] == 120
+    assert not any(
+        ex.client.body.released for ex in analysis.exchanges if ex.client is not None
+    )
+    assert len(analysis.client_leg.http) == 120
+    assert len(analysis.client_leg.connections[0].to_client.seg_offsets) > 0
