@@ -142,26 +142,19 @@ def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp
             start = 34 + (off >> 4) * 4
             ip_end = 14 + total
             if start <= ip_end:
-                captured_end = min(ip_end, len(frame))
-                if captured_end < start:
-                    captured_end = start
-                missing = ip_end - captured_end
-                if ip_end > len(frame) and origlen <= len(frame):
-                    missing = 0  # the IP length lies; trust the bytes
-                return _new_tuple(
-                    TcpSegment,
-                    (
-                        src,
-                        sport,
-                        dst,
-                        dport,
-                        seq,
-                        ack,
-                        flags & 0x3F,
-                        window,
-                        frame[start:captured_end],
-                        missing,
-                    ),
+                return _segment(
+                    frame,
+                    origlen,
+                    start,
+                    ip_end,
+                    src,
+                    sport,
+                    dst,
+                    dport,
+                    seq,
+                    ack,
+                    flags,
+                    window,
                 )
 
     # Step 1: the link layer gives the network protocol and where it starts.
@@ -264,12 +257,40 @@ def decode_tcp(linktype: int, frame: bytes, origlen: int) -> TcpSegment | NotTcp
     doff = (off >> 4) * 4
     if doff < 20 or pos + doff > ip_end:
         return NotTcp("malformed", f"TCP data offset {doff}")
-    start = pos + doff
-    wire_end = ip_end
-    captured_end = min(wire_end, len(frame))
-    if captured_end < start:
-        captured_end = start
-    missing = wire_end - captured_end
+    return _segment(
+        frame,
+        origlen,
+        pos + doff,
+        ip_end,
+        src,
+        sport,
+        dst,
+        dport,
+        seq,
+        ack,
+        flags,
+        window,
+    )
+
+
+def _segment(
+    frame: bytes,
+    origlen: int,
+    start: int,
+    ip_end: int,
+    src: bytes,
+    sport: int,
+    dst: bytes,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+) -> TcpSegment:
+    """The segment whose payload runs from ``start`` to where IP says it
+    ends, ``ip_end``; what the capture cut off is counted as missing."""
+    captured_end = max(min(ip_end, len(frame)), start)
+    missing = ip_end - captured_end
     if ip_end > len(frame) and origlen <= len(frame):
         # The IP length claims more than the whole frame and the frame was
         # not cut by snaplen: the header lies.  Trust the bytes present.

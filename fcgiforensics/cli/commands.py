@@ -136,6 +136,48 @@ class _nullctx:
         return None
 
 
+def _listing(
+    args: argparse.Namespace,
+    leg: Leg,
+    name: str,
+    key: str,
+    rows: list[dict[str, Any]],
+    bodies: list[Any],
+    extra: tuple[str, str] | None = None,
+) -> int:
+    """The end of ``http`` and ``fcgi``: a body, the JSON, or a table."""
+    if args.body is not None:
+        return _write_body(args, bodies)
+    if args.json:
+        _emit_json(
+            {
+                "format": f"fcgiforensics.{name}/1",
+                "captures": leg.paths,
+                key: rows,
+                "anomalies": [str(a) for a in leg.anomalies],
+            }
+        )
+        return 0
+    head, field = extra or ("", "")
+    print(
+        f"  {'id':>4}  "
+        + (f"{head:>4} " if extra else "")
+        + f"{'status':>6} {'bytes':>10}  {'sha256':<12}  {'frame':>6}  "
+        "request"
+    )
+    for r in rows:
+        sha = (r["body_sha256"] or "(partial)")[:12]
+        names = sorted(set(r["anomalies"]))
+        print(
+            f"  {r['id']:>4}  "
+            + (f"{r[field]!s:>4} " if extra else "")
+            + f"{r['status'] or '-'!s:>6} {r['body_length'] or 0:>10}  "
+            f"{sha:<12}  {r['first_frame'] or '-'!s:>6}  {r['method']} "
+            f"{r['uri']}" + (f"  [{', '.join(names)}]" if names else "")
+        )
+    return 0
+
+
 def run_http(args: argparse.Namespace) -> int:
     leg = _read(args)
     rows: list[dict[str, Any]] = []
@@ -171,34 +213,7 @@ def run_http(args: argparse.Namespace) -> int:
                 "anomalies": [a.name for a in ex.anomalies],
             }
         )
-    if args.body is not None:
-        return _write_body(args, bodies)
-    doc = {
-        "format": "fcgiforensics.http/1",
-        "captures": leg.paths,
-        "exchanges": rows,
-        "anomalies": [str(a) for a in leg.anomalies],
-    }
-    if args.json:
-        _emit_json(doc)
-        return 0
-    print(
-        f"  {'id':>4}  {'status':>6} {'bytes':>10}  {'sha256':<12}  "
-        f"{'frame':>6}  request"
-    )
-    for r in rows:
-        sha = (r["body_sha256"] or "(partial)")[:12]
-        print(
-            f"  {r['id']:>4}  {r['status'] or '-'!s:>6} "
-            f"{r['body_length'] or 0:>10}  {sha:<12}  "
-            f"{r['first_frame'] or '-'!s:>6}  {r['method']} {r['uri']}"
-            + (
-                f"  [{', '.join(sorted(set(r['anomalies'])))}]"
-                if r["anomalies"]
-                else ""
-            )
-        )
-    return 0
+    return _listing(args, leg, "http", "exchanges", rows, bodies)
 
 
 def run_fcgi(args: argparse.Namespace) -> int:
@@ -241,35 +256,7 @@ def run_fcgi(args: argparse.Namespace) -> int:
                 "anomalies": [a.name for a in req.anomalies],
             }
         )
-    if args.body is not None:
-        return _write_body(args, bodies)
-    doc = {
-        "format": "fcgiforensics.fcgi/1",
-        "captures": leg.paths,
-        "requests": rows,
-        "anomalies": [str(a) for a in leg.anomalies],
-    }
-    if args.json:
-        _emit_json(doc)
-        return 0
-    print(
-        f"  {'id':>4}  {'rid':>4} {'status':>6} {'bytes':>10}  "
-        f"{'sha256':<12}  {'frame':>6}  request"
-    )
-    for r in rows:
-        sha = (r["body_sha256"] or "(partial)")[:12]
-        print(
-            f"  {r['id']:>4}  {r['request_id']:>4} "
-            f"{r['status'] or '-'!s:>6} {r['body_length']:>10}  "
-            f"{sha:<12}  {r['first_frame'] or '-'!s:>6}  {r['method']} "
-            f"{r['uri']}"
-            + (
-                f"  [{', '.join(sorted(set(r['anomalies'])))}]"
-                if r["anomalies"]
-                else ""
-            )
-        )
-    return 0
+    return _listing(args, leg, "fcgi", "requests", rows, bodies, ("rid", "request_id"))
 
 
 # -- diff --------------------------------------------------------------------
