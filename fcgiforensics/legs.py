@@ -39,6 +39,9 @@ class LegOptions:
     http_ports: frozenset[int] = frozenset()
     fastcgi_ports: frozenset[int] = frozenset()
     limits: ReassemblyLimits = ReassemblyLimits()
+    #: Bytes kept of one body (HTTP, decoded or not; FastCGI STDOUT).
+    #: None: the decoders' defaults (256 MiB and 64 MiB).
+    max_body: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +144,11 @@ class LegCollector:
         self._sequence: dict[tuple[int, type], int] = {}
 
     def _make(self, protocol: Protocol) -> ConnectionDecoder | None:
+        limit = self.options.max_body
         if protocol is Protocol.HTTP:
-            return Http1Decoder()
+            return Http1Decoder() if limit is None else Http1Decoder(max_body=limit)
         if protocol is Protocol.FASTCGI:
-            return FcgiDecoder()
+            return FcgiDecoder() if limit is None else FcgiDecoder(max_stdout=limit)
         return None
 
     def _sink_for(self, conn: Connection) -> DetectingDecoder:

@@ -172,3 +172,17 @@ def test_streams_json_lists_connections(clean_pair) -> None:  # type: ignore[no-
     [conn] = cap["connections"]
     assert conn["to_client"]["bytes"] > 150_000
     assert conn["to_client"]["gaps"] == []
+
+
+def test_limit_options_cut_bodies_with_an_anomaly(clean_pair) -> None:  # type: ignore[no-untyped-def]
+    """--max-body bounds the bytes kept of each body: past it the body is
+    cut and the limit is reported, never an out-of-memory."""
+    client, upstream = clean_pair
+    fcgi = json.loads(run("fcgi", "--json", "--max-body", "0.01", str(upstream)).stdout)
+    assert {r["body_length"] for r in fcgi["requests"]} == {10485}
+    assert all("fcgi.stdout_limit" in r["anomalies"] for r in fcgi["requests"])
+    http = json.loads(run("http", "--json", "--max-body", "0.01", str(client)).stdout)
+    assert all("http.body_limit" in r["anomalies"] for r in http["exchanges"])
+    assert run("diff", "--max-pending", "0", str(client)).returncode == 2
+    ok = run("diff", "--max-pending", "1", "--json", str(client), str(upstream))
+    assert ok.returncode == 0

@@ -31,8 +31,7 @@ from ..frames import format_frames, frame_number
 from ..reassembly import Connection
 from .digest import DeclaredDigest, DigestSpec, digest_matches, find_digest
 
-__all__ = ["Finding", "RegionEvidence", "Attribution", "attribute",
-           "APP_DAMAGE"]
+__all__ = ["Finding", "RegionEvidence", "Attribution", "attribute", "APP_DAMAGE"]
 
 #: FastCGI anomalies that, seen on the app's side of the connection, show
 #: damage the app (or its FastCGI server) did to the response.
@@ -48,16 +47,23 @@ APP_DAMAGE = {
     "fcgi.header_in_stdout": "a FastCGI record header inside STDOUT content",
     "fcgi.stderr_in_stdout": "STDERR output in the middle of STDOUT",
     "fcgi.content_length_mismatch": (
-        "a body whose length contradicts the app's Content-Length"),
+        "a body whose length contradicts the app's Content-Length"
+    ),
 }
 
 #: Length of a FastCGI record header (spec section 3.3).
 FCGI_HEADER_BYTES = 8
 
 #: Anomalies meaning the capture lacks bytes of a message.
-UNOBSERVED = {"tcp.gap", "fcgi.gap", "http.gap", "http.body_gap",
-              "http.decode_gap", "fcgi.request_unfinished",
-              "capture.truncated_packet"}
+UNOBSERVED = {
+    "tcp.gap",
+    "fcgi.gap",
+    "http.gap",
+    "http.body_gap",
+    "http.decode_gap",
+    "fcgi.request_unfinished",
+    "capture.truncated_packet",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,15 +109,17 @@ def _body_offset_at(body: Body, stream_offset: int) -> int:
         if piece.stream_start >= stream_offset:
             break
         if piece.exact:
-            best = piece.body_start + min(stream_offset - piece.stream_start,
-                                          piece.body_end - piece.body_start)
+            best = piece.body_start + min(
+                stream_offset - piece.stream_start, piece.body_end - piece.body_start
+            )
         else:
             best = piece.body_end
     return best
 
 
-def _frames(conn: Connection | None, direction: Direction, body: Body,
-            start: int, end: int) -> tuple[int, ...]:
+def _frames(
+    conn: Connection | None, direction: Direction, body: Body, start: int, end: int
+) -> tuple[int, ...]:
     """Frames of ``direction`` that carried body bytes ``[start, end)``."""
     if conn is None:
         return ()
@@ -137,15 +145,20 @@ def _client_body_for_diff(exchange: HttpExchange, conn: Connection) -> Body:
         return body
     half = conn.to_client
     names = {a.name for a in exchange.anomalies}
-    if (half.fin or half.rst) and not half.gaps and not names & UNOBSERVED \
-            and not {"http.decode_error", "http.decompression_limit",
-                     "http.body_limit"} & names:
+    if (
+        (half.fin or half.rst)
+        and not half.gaps
+        and not names & UNOBSERVED
+        and not {"http.decode_error", "http.decompression_limit", "http.body_limit"}
+        & names
+    ):
         return Body(body.data, body.unobserved, body.pieces, True)
     return body
 
 
-def _unobserved_before(request: FcgiRequest, conn: Connection,
-                       anomaly: Anomaly) -> bool:
+def _unobserved_before(
+    request: FcgiRequest, conn: Connection, anomaly: Anomaly
+) -> bool:
     """True when the app's stream lacks bytes between the request's first
     record and ``anomaly``.
 
@@ -155,8 +168,9 @@ def _unobserved_before(request: FcgiRequest, conn: Connection,
     about the capture, not about the app (REPORT.md, ``incomplete``).
     """
     half = conn.to_client
-    starts = [r.stream_offset for r in request.records
-              if r.direction is Direction.TO_CLIENT]
+    starts = [
+        r.stream_offset for r in request.records if r.direction is Direction.TO_CLIENT
+    ]
     start = min(starts) if starts else 0
     end = anomaly.stream_offset
     if end is None:
@@ -172,15 +186,15 @@ def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
         if anomaly.direction != Direction.TO_CLIENT.label:
             continue  # the web server's side: not the app's doing
         if anomaly.name == "fcgi.truncated_record" and not (
-                conn.to_client.fin or conn.to_client.rst):
+            conn.to_client.fin or conn.to_client.rst
+        ):
             continue  # the capture stopped, the app did not
         if _unobserved_before(request, conn, anomaly):
             continue  # the framing was lost in bytes the capture lacks
         offset = None
         if anomaly.stream_offset is not None:
             offset = _body_offset_at(request.body, anomaly.stream_offset)
-        if anomaly.name in ("fcgi.fin_before_end",
-                            "fcgi.content_length_mismatch"):
+        if anomaly.name in ("fcgi.fin_before_end", "fcgi.content_length_mismatch"):
             offset = len(request.body)
         out.append(Finding(anomaly.name, anomaly, offset))
     return out
@@ -190,17 +204,24 @@ def _fmt(n: int) -> str:
     return f"{n:,}"
 
 
-def attribute(client: HttpExchange | None, client_conn: Connection | None,
-              upstream: FcgiRequest | None, upstream_conn: Connection | None,
-              digests: Sequence[DigestSpec] = ()) -> Attribution:
+def attribute(
+    client: HttpExchange | None,
+    client_conn: Connection | None,
+    upstream: FcgiRequest | None,
+    upstream_conn: Connection | None,
+    digests: Sequence[DigestSpec] = (),
+) -> Attribution:
     """The verdict, hop, regions and evidence for one paired exchange."""
     # Step 1: one leg only.
-    if client is None or upstream is None or client.response is None \
-            and client.request is None:
+    if (
+        client is None
+        or upstream is None
+        or client.response is None
+        and client.request is None
+    ):
         leg = "client" if client is not None else "upstream"
         result = Attribution("unmatched", None)
-        result.evidence.append(
-            f"this request was seen on the {leg} leg only")
+        result.evidence.append(f"this request was seen on the {leg} leg only")
         return result
     assert upstream_conn is not None and client_conn is not None
 
@@ -212,8 +233,12 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
     declared = find_digest(headers, digests)
     if declared is None and client.response is not None:
         declared = find_digest(
-            [(n.decode("latin-1"), v.decode("latin-1"))
-             for n, v in client.response.headers], digests)
+            [
+                (n.decode("latin-1"), v.decode("latin-1"))
+                for n, v in client.response.headers
+            ],
+            digests,
+        )
     result.digest = declared
     if declared is not None:
         if ubody.fully_observed and ubody.complete:
@@ -221,18 +246,22 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
             if result.digest_matches:
                 result.evidence.append(
                     f"the upstream body matches the app's {declared.header} "
-                    f"({declared.algorithm})")
+                    f"({declared.algorithm})"
+                )
             else:
                 result.evidence.append(
                     f"the upstream body contradicts the app's "
                     f"{declared.header} ({declared.algorithm}): the app sent "
-                    "bytes other than those it digested")
+                    "bytes other than those it digested"
+                )
                 result.findings.append(Finding("digest", None, None))
         response = client.response
-        if response is not None and response.body.fully_observed and \
-                response.body.complete:
-            result.client_digest_matches = digest_matches(
-                declared, response.body.data)
+        if (
+            response is not None
+            and response.body.fully_observed
+            and response.body.complete
+        ):
+            result.client_digest_matches = digest_matches(declared, response.body.data)
 
     # Step 2b: damage visible in the FastCGI records.
     if upstream.aborted:
@@ -240,31 +269,38 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
         # (FastCGI 1.0 section 5.4), not the app stopping.
         result.evidence.append(
             "the web server closed the FastCGI connection before the app's "
-            "END_REQUEST; the app did not stop on its own")
+            "END_REQUEST; the app did not stop on its own"
+        )
     for finding in _app_findings(upstream, upstream_conn):
         result.findings.append(finding)
         where = ""
         anomaly = finding.anomaly
         if anomaly is not None and anomaly.first_frame is not None:
             where = f" (frame {frame_number(anomaly.first_frame)})"
-        at = "" if finding.body_offset is None else \
-            f" at body offset {_fmt(finding.body_offset)}"
+        at = (
+            ""
+            if finding.body_offset is None
+            else f" at body offset {_fmt(finding.body_offset)}"
+        )
         result.evidence.append(
-            f"the FastCGI leg shows {APP_DAMAGE[finding.name]}{at}{where}")
+            f"the FastCGI leg shows {APP_DAMAGE[finding.name]}{at}{where}"
+        )
 
     # Step 3: align the bodies.
     response = client.response
     if response is None:
         result.verdict = "incomplete"
         result.evidence.append("the client leg holds no response to compare")
-        return _app_verdict(result, upstream, upstream_conn) \
-            if result.findings else result
+        return (
+            _app_verdict(result, upstream, upstream_conn) if result.findings else result
+        )
     cbody = _client_body_for_diff(client, client_conn)
     if response.range_start is not None:
         start = response.range_start
         ubody_cmp = _slice(ubody, start, start + len(cbody))
         result.evidence.append(
-            f"a 206 response: compared with upstream bytes from {_fmt(start)}")
+            f"a 206 response: compared with upstream bytes from {_fmt(start)}"
+        )
     else:
         ubody_cmp = ubody
     if client.request is not None and client.request.method == "HEAD":
@@ -274,8 +310,8 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
     result.alignment = alignment
     if response.status != upstream.status and upstream.status is not None:
         result.evidence.append(
-            f"the app answered {upstream.status}, the client got "
-            f"{response.status}")
+            f"the app answered {upstream.status}, the client got {response.status}"
+        )
 
     # Step 4: decide.
     if result.findings:
@@ -286,61 +322,76 @@ def attribute(client: HttpExchange | None, client_conn: Connection | None,
         if response.status == upstream.status and client.complete:
             result.evidence.append(
                 f"a HEAD response carries no body; the client got the "
-                f"app's status {response.status}")
+                f"app's status {response.status}"
+            )
         else:
             result.verdict = "incomplete"
             result.evidence.append(
                 "a HEAD response carries no body to compare, and its "
-                "status or end could not be matched")
+                "status or end could not be matched"
+            )
         return result
     if alignment is not None and alignment.regions:
         result.verdict = "corrupted"
         result.hop = "proxy"
         for region in alignment.regions:
-            result.regions.append(_proxy_region(
-                region, ubody_cmp, cbody, client_conn, upstream_conn))
+            result.regions.append(
+                _proxy_region(region, ubody_cmp, cbody, client_conn, upstream_conn)
+            )
         if result.digest_matches:
             result.evidence.append(
                 "the app's digest vouches for the upstream bytes, so the "
-                "damage happened after the FastCGI leg")
+                "damage happened after the FastCGI leg"
+            )
         for evidence in result.regions:
             result.evidence.append(_region_sentence(evidence))
         return result
-    if alignment is not None and alignment.undecidable or \
-            not ubody.complete or not cbody.complete:
+    if (
+        alignment is not None
+        and alignment.undecidable
+        or not ubody.complete
+        or not cbody.complete
+    ):
         result.verdict = "incomplete"
-        spans: tuple[DiffRegion, ...] = alignment.undecidable if alignment \
-            else ()
-        undecided = sum(max(r.upstream_end - r.upstream_start,
-                            r.client_end - r.client_start) for r in spans)
+        spans: tuple[DiffRegion, ...] = alignment.undecidable if alignment else ()
+        undecided = sum(
+            max(r.upstream_end - r.upstream_start, r.client_end - r.client_start)
+            for r in spans
+        )
         if undecided:
             result.evidence.append(
                 f"{_fmt(undecided)} bytes could not be compared: the "
-                "capture lacks them on at least one leg")
+                "capture lacks them on at least one leg"
+            )
         elif upstream.aborted:
             result.evidence.append(
                 "the web server aborted the request before the app "
                 "finished (FastCGI 1.0 section 5.4): the response was "
                 f"never whole, and the {_fmt(min(len(cbody), len(ubody)))} "
-                "bytes both legs carried agree")
+                "bytes both legs carried agree"
+            )
         else:
             result.evidence.append("a body's end was not captured")
         return result
     result.evidence.append(
-        f"the client's body equals the app's body ({_fmt(len(cbody))} bytes)")
+        f"the client's body equals the app's body ({_fmt(len(cbody))} bytes)"
+    )
     return result
 
 
 def _slice(body: Body, start: int, end: int) -> Body:
     """Bytes ``[start, end)`` of ``body`` as a body of their own."""
-    unobserved = [(max(a, start) - start, min(b, end) - start)
-                  for a, b in body.unobserved if a < end and start < b]
-    return Body(body.data[start:end], unobserved, [], body.complete or
-                end <= len(body))
+    unobserved = [
+        (max(a, start) - start, min(b, end) - start)
+        for a, b in body.unobserved
+        if a < end and start < b
+    ]
+    return Body(body.data[start:end], unobserved, [], body.complete or end <= len(body))
 
 
-def _app_verdict(result: Attribution, upstream: FcgiRequest,
-                 conn: Connection) -> Attribution:
+def _app_verdict(
+    result: Attribution, upstream: FcgiRequest, conn: Connection
+) -> Attribution:
     result.verdict = "corrupted"
     result.hop = "app"
     body = upstream.body
@@ -349,8 +400,7 @@ def _app_verdict(result: Attribution, upstream: FcgiRequest,
             continue
         offset = finding.body_offset
         declared = upstream.headers.content_length
-        if finding.name in ("fcgi.fin_before_end",
-                            "fcgi.content_length_mismatch"):
+        if finding.name in ("fcgi.fin_before_end", "fcgi.content_length_mismatch"):
             kind = "truncate"
             length = max((declared or offset) - offset, 0)
         elif finding.name == "fcgi.header_in_stdout":
@@ -365,26 +415,45 @@ def _app_verdict(result: Attribution, upstream: FcgiRequest,
         if finding.anomaly is not None and finding.anomaly.first_frame:
             frames = (finding.anomaly.first_frame,)
         labels = tuple(body.labels(max(offset - 1, 0), offset + 1))
-        result.regions.append(RegionEvidence(
-            offset, length, kind, (), frames, labels))
+        result.regions.append(RegionEvidence(offset, length, kind, (), frames, labels))
     return result
 
 
-def _proxy_region(region: DiffRegion, ubody: Body, cbody: Body,
-                  client_conn: Connection,
-                  upstream_conn: Connection) -> RegionEvidence:
-    client_frames = _frames(client_conn, Direction.TO_CLIENT, cbody,
-                            region.client_start, region.client_end)
-    upstream_frames = _frames(upstream_conn, Direction.TO_CLIENT, ubody,
-                              region.upstream_start, region.upstream_end)
-    labels = tuple(ubody.labels(region.upstream_start,
-                                max(region.upstream_end,
-                                    region.upstream_start + 1)))
-    shapes = tuple(describe_shapes(region, ubody.data, cbody.data,
-                                   unobserved=cbody.unobserved))
-    return RegionEvidence(region.offset, region.length, region.kind,
-                          client_frames, upstream_frames, labels, shapes,
-                          region)
+def _proxy_region(
+    region: DiffRegion,
+    ubody: Body,
+    cbody: Body,
+    client_conn: Connection,
+    upstream_conn: Connection,
+) -> RegionEvidence:
+    client_frames = _frames(
+        client_conn, Direction.TO_CLIENT, cbody, region.client_start, region.client_end
+    )
+    upstream_frames = _frames(
+        upstream_conn,
+        Direction.TO_CLIENT,
+        ubody,
+        region.upstream_start,
+        region.upstream_end,
+    )
+    labels = tuple(
+        ubody.labels(
+            region.upstream_start, max(region.upstream_end, region.upstream_start + 1)
+        )
+    )
+    shapes = tuple(
+        describe_shapes(region, ubody.data, cbody.data, unobserved=cbody.unobserved)
+    )
+    return RegionEvidence(
+        region.offset,
+        region.length,
+        region.kind,
+        client_frames,
+        upstream_frames,
+        labels,
+        shapes,
+        region,
+    )
 
 
 def _frames_phrase(frames: tuple[int, ...]) -> str:
@@ -399,20 +468,23 @@ def _region_sentence(r: RegionEvidence) -> str:
     what = {
         "replace": f"bytes {_fmt(r.offset)} to {_fmt(end)} differ",
         "insert": f"the client got {_fmt(r.length)} extra bytes at "
-                  f"offset {_fmt(r.offset)}",
+        f"offset {_fmt(r.offset)}",
         "delete": f"bytes {_fmt(r.offset)} to {_fmt(end)} are missing "
-                  "from the client's body",
+        "from the client's body",
         "truncate": f"the client's body stops at offset {_fmt(r.offset)}, "
-                    f"{_fmt(r.length)} bytes short",
+        f"{_fmt(r.length)} bytes short",
     }[r.kind]
     parts = [what]
     if r.upstream_frames:
         records = f" in {', '.join(r.records)}" if r.records else ""
-        parts.append(f"the FastCGI leg carried the app's bytes{records} "
-                     f"({_frames_phrase(r.upstream_frames)})")
+        parts.append(
+            f"the FastCGI leg carried the app's bytes{records} "
+            f"({_frames_phrase(r.upstream_frames)})"
+        )
     if r.client_frames:
-        parts.append("the client leg carried other bytes in "
-                     f"{_frames_phrase(r.client_frames)}")
+        parts.append(
+            f"the client leg carried other bytes in {_frames_phrase(r.client_frames)}"
+        )
     sentence = "; ".join(parts)
     if r.shapes:
         sentence += " (" + "; ".join(r.shapes) + ")"

@@ -42,16 +42,33 @@ def _ports(text: str) -> frozenset[int]:
     return ports
 
 
+def _mebibytes(text: str) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a size in MiB, got {text!r}"
+        ) from None
+    if not 0 < value <= 1 << 20:
+        raise argparse.ArgumentTypeError(f"size out of range: {text!r}")
+    return int(value * 1024 * 1024)
+
+
 def _leg_options(args: argparse.Namespace) -> LegOptions:
     from ..legs import LegOptions
+    from ..reassembly import ReassemblyLimits
 
     return LegOptions(
+        limits=ReassemblyLimits(pending_bytes=args.max_pending)
+        if args.max_pending
+        else ReassemblyLimits(),
+        max_body=args.max_body,
         http_ports=args.http_port or frozenset(),
         fastcgi_ports=args.fastcgi_port or frozenset(),
     )
 
 
-def _add_port_options(p: argparse.ArgumentParser) -> None:
+def _add_leg_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--http-port",
         type=_ports,
@@ -65,6 +82,22 @@ def _add_port_options(p: argparse.ArgumentParser) -> None:
         type=_ports,
         metavar="PORTS",
         help="treat connections to these server ports as FastCGI",
+    )
+    p.add_argument(
+        "--max-body",
+        type=_mebibytes,
+        metavar="MIB",
+        help="keep at most this much of one body (HTTP, decoded or not; "
+        "FastCGI STDOUT); past it the body is cut with an anomaly "
+        "(default: 256 MiB for HTTP, 64 MiB for FastCGI)",
+    )
+    p.add_argument(
+        "--max-pending",
+        type=_mebibytes,
+        metavar="MIB",
+        help="out-of-order bytes one TCP direction may hold while waiting "
+        "for a hole to fill; past it the hole is declared a gap "
+        "(default: 64 MiB)",
     )
 
 
@@ -376,7 +409,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--html", metavar="FILE", help="also write a self-contained HTML report"
     )
-    _add_port_options(p)
+    _add_leg_options(p)
     p.set_defaults(run=run_diff)
 
     p = sub.add_parser(
@@ -450,5 +483,5 @@ def register(sub: Any) -> None:
             metavar="FILE",
             help="where --body writes (default: standard output)",
         )
-        _add_port_options(p)
+        _add_leg_options(p)
         p.set_defaults(run=runner)

@@ -630,7 +630,10 @@ class FcgiDecoder:
     order, the anomalies it found and the messages it finished.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_stdout: int = MAX_STDOUT_KEPT) -> None:
+        """``max_stdout`` bounds the STDOUT bytes kept of one request
+        (default :data:`MAX_STDOUT_KEPT`)."""
+        self._max_stdout = max_stdout
         self._sides = {d: _Side(d) for d in Direction}
         # Open requests by id, oldest first (see the module docstring).
         self._live: dict[int, deque[_Request]] = {}
@@ -1468,7 +1471,7 @@ class FcgiDecoder:
         out: list[object],
         label: str = "",
     ) -> None:
-        room = MAX_STDOUT_KEPT - req.stdout_kept
+        room = self._max_stdout - req.stdout_kept
         if length > room:
             if req.stdout_dropped == 0:
                 self._note(
@@ -1476,7 +1479,7 @@ class FcgiDecoder:
                     req,
                     "fcgi.stdout_limit",
                     f"STDOUT of request {req.request_id} exceeds "
-                    f"{MAX_STDOUT_KEPT} bytes; the rest is not kept",
+                    f"{self._max_stdout} bytes; the rest is not kept",
                     rec.direction,
                     offset + max(room, 0),
                 )

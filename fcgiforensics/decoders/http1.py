@@ -27,7 +27,7 @@ from ..anomalies import Anomaly
 from ..errors import StrictModeError, UsageError
 from .base import Direction
 from .body import Body, BodyBuilder
-from .content import SUPPORTED_CODINGS, ContentDecoder, parse_codings
+from .content import MAX_DECODED_BYTES, SUPPORTED_CODINGS, ContentDecoder, parse_codings
 
 __all__ = [
     "MAX_HEAD_BYTES",
@@ -422,8 +422,11 @@ class Http1Decoder:
     first anomaly raises :class:`StrictModeError` instead.
     """
 
-    def __init__(self, *, strict: bool = False) -> None:
+    def __init__(self, *, strict: bool = False, max_body: int = MAX_BODY_BYTES) -> None:
+        """``max_body`` bounds the bytes kept of one body, both as sent and
+        once content-decoded (default :data:`MAX_BODY_BYTES`)."""
         self._strict = strict
+        self._max_body = max_body
         self._sides = (_Side(Direction.TO_SERVER), _Side(Direction.TO_CLIENT))
         self._slots: deque[_Slot] = deque()
         self._answered = 0
@@ -1001,7 +1004,11 @@ class Http1Decoder:
                 msg.anomalies,
             )
             return
-        msg.decoder = ContentDecoder(codings, direction=side.direction.label)
+        msg.decoder = ContentDecoder(
+            codings,
+            direction=side.direction.label,
+            max_output=min(self._max_body, MAX_DECODED_BYTES),
+        )
 
     def _start_tunnel(self, side: _Side, msg: _Message, out: list[object]) -> None:
         """101 or a CONNECT success: later bytes are not HTTP/1.x."""
@@ -1060,7 +1067,7 @@ class Http1Decoder:
         """Keep observed body bytes, as long runs, and feed the decoder."""
         if msg.dropping:
             return
-        if msg.kept + len(data) > MAX_BODY_BYTES:
+        if msg.kept + len(data) > self._max_body:
             self._over_body_limit(side, msg, offset, out)
             return
         msg.kept += len(data)
@@ -1120,7 +1127,7 @@ class Http1Decoder:
         self._note(
             side,
             "http.body_limit",
-            f"body longer than {MAX_BODY_BYTES} bytes; the rest is not kept",
+            f"body longer than {self._max_body} bytes; the rest is not kept",
             offset,
             out,
             msg.anomalies,
@@ -1132,7 +1139,7 @@ class Http1Decoder:
         """Body bytes the capture lacks: unobserved, and the decoder stops."""
         if msg.dropping:
             return
-        if msg.kept + length > MAX_BODY_BYTES:
+        if msg.kept + length > self._max_body:
             self._over_body_limit(side, msg, offset, out)
             return
         self._flush_run(side, msg, out)
