@@ -323,28 +323,20 @@ class _Judge:
 
     def finish(self, client_leg: Leg, upstream_leg: Leg, same_file: bool) -> Analysis:
         """Pair what is left (URI and time), then number every exchange."""
-        http = [
-            i for (is_http, _), items in self.waiting.items() if is_http for i in items
-        ]
-        fcgi = [
-            i
-            for (is_http, _), items in self.waiting.items()
-            if not is_http
-            for i in items
-        ]
-        assert all(isinstance(i, HttpItem) for i in http)
-        assert all(isinstance(i, FcgiItem) for i in fcgi)
-        http.sort(key=lambda i: _http_side(i).start_ns)  # type: ignore[arg-type]
-        fcgi.sort(key=lambda i: _fcgi_side(i).start_ns)  # type: ignore[arg-type]
+        waiting = [i for items in self.waiting.values() for i in items]
+        http = [i for i in waiting if isinstance(i, HttpItem)]
+        fcgi = [i for i in waiting if isinstance(i, FcgiItem)]
+        http.sort(key=lambda i: _http_side(i).start_ns)
+        fcgi.sort(key=lambda i: _fcgi_side(i).start_ns)
         pairing = pair_exchanges(
-            [_client_request(n, i) for n, i in enumerate(http)],  # type: ignore[arg-type]
-            [_upstream_request(n, i) for n, i in enumerate(fcgi)],  # type: ignore[arg-type]
+            [_client_request(n, i) for n, i in enumerate(http)],
+            [_upstream_request(n, i) for n, i in enumerate(fcgi)],
             known_offsets=self.offsets,
         )
         for pair in pairing.pairs:
             self.judge(
-                http[pair.client] if pair.client is not None else None,  # type: ignore[arg-type]
-                fcgi[pair.upstream] if pair.upstream is not None else None,  # type: ignore[arg-type]
+                http[pair.client] if pair.client is not None else None,
+                fcgi[pair.upstream] if pair.upstream is not None else None,
                 pair.by,
             )
         analysis = Analysis(client_leg, upstream_leg, same_file, pairing)

@@ -47,7 +47,9 @@ def corrupted_pair(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "c.pcap", tmp_path / "u.pcap"
 
 
-def test_clean_pair_exits_0_with_every_exchange_ok(clean_pair) -> None:  # type: ignore[no-untyped-def]
+def test_clean_pair_exits_0_with_every_exchange_ok(
+    clean_pair: tuple[Path, Path],
+) -> None:
     """Identical bodies on both legs: exit 0 and three ok exchanges."""
     result = run("diff", "--json", *map(str, clean_pair))
     assert result.returncode == 0, result.stderr
@@ -57,7 +59,9 @@ def test_clean_pair_exits_0_with_every_exchange_ok(clean_pair) -> None:  # type:
     assert [ex["paired_by"] for ex in doc["exchanges"]] == ["endpoint"] * 3
 
 
-def test_corrupted_pair_exits_1_and_locates_the_region(corrupted_pair) -> None:  # type: ignore[no-untyped-def]
+def test_corrupted_pair_exits_1_and_locates_the_region(
+    corrupted_pair: tuple[Path, Path],
+) -> None:
     """A zeroed run between the legs: exit 1, hop proxy, the exact region,
     frames on both legs and a Wireshark filter for them."""
     result = run("diff", "--json", *map(str, corrupted_pair))
@@ -77,7 +81,7 @@ def test_corrupted_pair_exits_1_and_locates_the_region(corrupted_pair) -> None: 
     assert any("zero" in s for s in region["shapes"])
 
 
-def test_text_report_shows_evidence_and_hex(corrupted_pair) -> None:  # type: ignore[no-untyped-def]
+def test_text_report_shows_evidence_and_hex(corrupted_pair: tuple[Path, Path]) -> None:
     """The human report names the region, its frames and shows hex."""
     result = run("diff", *map(str, corrupted_pair))
     assert result.returncode == 1
@@ -140,7 +144,9 @@ def test_help_reads_like_a_man_page() -> None:
         assert part in diff_help
 
 
-def test_http_and_fcgi_listings_and_body_export(clean_pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_http_and_fcgi_listings_and_body_export(
+    clean_pair: tuple[Path, Path], tmp_path: Path
+) -> None:
     """http and fcgi list each message with its SHA-256, and --body -o
     writes the rebuilt body byte for byte."""
     client, upstream = clean_pair
@@ -156,7 +162,7 @@ def test_http_and_fcgi_listings_and_body_export(clean_pair, tmp_path: Path) -> N
     assert run("http", str(client), "--body", "9").returncode == 2
 
 
-def test_port_override_forces_the_protocol(clean_pair) -> None:  # type: ignore[no-untyped-def]
+def test_port_override_forces_the_protocol(clean_pair: tuple[Path, Path]) -> None:
     """--http-port makes a connection HTTP whatever its first bytes: the
     FastCGI leg then yields no FastCGI request."""
     _, upstream = clean_pair
@@ -164,7 +170,7 @@ def test_port_override_forces_the_protocol(clean_pair) -> None:  # type: ignore[
     assert doc["requests"] == []
 
 
-def test_streams_json_lists_connections(clean_pair) -> None:  # type: ignore[no-untyped-def]
+def test_streams_json_lists_connections(clean_pair: tuple[Path, Path]) -> None:
     """streams --json gives one row per connection with byte counts."""
     client, _ = clean_pair
     doc = json.loads(run("streams", "--json", str(client)).stdout)
@@ -174,7 +180,9 @@ def test_streams_json_lists_connections(clean_pair) -> None:  # type: ignore[no-
     assert conn["to_client"]["gaps"] == []
 
 
-def test_limit_options_cut_bodies_with_an_anomaly(clean_pair) -> None:  # type: ignore[no-untyped-def]
+def test_limit_options_cut_bodies_with_an_anomaly(
+    clean_pair: tuple[Path, Path],
+) -> None:
     """--max-body bounds the bytes kept of each body: past it the body is
     cut and the limit is reported, never an out-of-memory."""
     client, upstream = clean_pair

@@ -26,6 +26,18 @@ from fcgiforensics.errors import StrictModeError, UsageError
 UP, DOWN = Direction.TO_SERVER, Direction.TO_CLIENT
 
 
+def body_of(exchange: HttpExchange) -> bytes:
+    """The decoded response body of an exchange that has a response."""
+    assert exchange.response is not None
+    return exchange.response.body.data
+
+
+def target_of(exchange: HttpExchange) -> str:
+    """The request target of an exchange that has a request."""
+    assert exchange.request is not None
+    return exchange.request.target
+
+
 def get(target: str = "/", method: str = "GET", extra: bytes = b"") -> bytes:
     return f"{method} {target} HTTP/1.1\r\nHost: t\r\n".encode() + extra + b"\r\n"
 
@@ -150,7 +162,7 @@ def test_pipelined_requests_pair_fifo() -> None:
     requests = get("/1") + get("/2") + get("/3")
     responses = ok(b"1") + ok(b"22") + ok(b"333")
     exchanges, _ = conversation(requests, responses)
-    got = [(x.request.target, x.response.body.data) for x in exchanges]  # type: ignore[union-attr]
+    got = [(target_of(x), body_of(x)) for x in exchanges]
     assert got == [("/1", b"1"), ("/2", b"22"), ("/3", b"333")]
 
 
@@ -173,7 +185,7 @@ def test_head_response_has_no_body() -> None:
     responses = ok(b"").replace(b"Length: 0", b"Length: 500") + ok(b"n")
     exchanges, anomalies = conversation(requests, responses)
     assert anomalies == []
-    assert [x.response.body.data for x in exchanges] == [b"", b"n"]  # type: ignore[union-attr]
+    assert [body_of(x) for x in exchanges] == [b"", b"n"]
     assert exchanges[0].response.content_length == 500  # type: ignore[union-attr]
 
 
@@ -183,7 +195,7 @@ def test_no_body_statuses(status: bytes) -> None:
     head = b"HTTP/1.1 " + status + b"\r\nContent-Length: 9\r\n\r\n"
     exchanges, anomalies = conversation(get() + get("/2"), head + ok(b"x"))
     assert anomalies == []
-    assert [len(x.response.body) for x in exchanges] == [0, 1]  # type: ignore[union-attr]
+    assert [len(body_of(x)) for x in exchanges] == [0, 1]
 
 
 def test_interim_responses_are_recorded() -> None:
@@ -430,7 +442,7 @@ def test_refused_upgrade_stays_http() -> None:
     requests = get("/", extra=b"Upgrade: h2c\r\n") + get("/two")
     exchanges, anomalies = conversation(requests, ok(b"1") + ok(b"2"))
     assert anomalies == []
-    assert [x.response.body.data for x in exchanges] == [b"1", b"2"]  # type: ignore[union-attr]
+    assert [body_of(x) for x in exchanges] == [b"1", b"2"]
 
 
 def test_strict_mode_raises_on_first_anomaly() -> None:
@@ -502,7 +514,7 @@ def test_gap_over_chunk_framing_loses_the_response() -> None:
     assert first.response is not None and not first.complete
     assert first.response.body.data == b"abcd"
     unplaced = [x for x in exchanges if x.request is None]
-    assert unplaced and unplaced[0].response.body.data == b"later"  # type: ignore[union-attr]
+    assert unplaced and body_of(unplaced[0]) == b"later"
     assert "http.unplaceable_response" in names(anomalies)
 
 

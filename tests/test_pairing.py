@@ -3,7 +3,12 @@ evidence down, never pairing two different requests."""
 
 from __future__ import annotations
 
-from fcgiforensics.pairing import ClientRequest, UpstreamRequest, pair_exchanges
+from fcgiforensics.pairing import (
+    ClientRequest,
+    Pairing,
+    UpstreamRequest,
+    pair_exchanges,
+)
 
 S = 1_000_000_000
 
@@ -25,7 +30,7 @@ def upstream(
     return UpstreamRequest(i, addr, port, method, uri, int(t * S))
 
 
-def pairs(result) -> set[tuple[int | None, int | None, str]]:  # type: ignore[no-untyped-def]
+def pairs(result: Pairing) -> set[tuple[int | None, int | None, str]]:
     return {(p.client, p.upstream, p.by) for p in result.pairs}
 
 

@@ -237,7 +237,12 @@ def test_relay_fault_changes_what_the_client_got(tmp_path: Path, action: str) ->
     """A relay fault changes exactly the chosen bytes of the chosen response,
     and the client-leg capture shows the damaged stream."""
     _needs_testbed("flup")
-    fault = RelayFault(action, offset=100, length=4, uri_contains="seed=9")  # type: ignore[arg-type]
+    fault = RelayFault(
+        action,
+        offset=100,
+        length=4,
+        uri_contains="seed=9",  # type: ignore[arg-type]
+    )
     with Testbed(tmp_path, backend="flup", relay_faults=[fault]) as tb:
         clean = tb.fetch("/body?size=10000&seed=8")
         # Connection: close lets nginx end the stream, so a client short

@@ -148,25 +148,21 @@ def _write_body(args: argparse.Namespace, bodies: list[Any]) -> int:
         )
     body = bodies[args.body - 1]
     if not body.fully_observed:
-        missing = sum(b - a for a, b in body.unobserved)
+        # The bytes must keep their offsets, so the holes are written as
+        # zero bytes; say exactly where, so nobody reads them as content.
+        ranges = ", ".join(f"{a}-{b - 1}" for a, b in body.unobserved[:5])
+        more = " ..." if len(body.unobserved) > 5 else ""
         print(
-            f"fcgiforensics: warning: {missing} bytes of body "
-            f"{args.body} were not observed; they are written as zero "
-            "bytes",
+            f"fcgiforensics: warning: body {args.body}: bytes {ranges}{more} "
+            "were not observed and are written as zero bytes",
             file=sys.stderr,
         )
-    out = sys.stdout.buffer if args.output in (None, "-") else open(args.output, "wb")  # noqa: SIM115
-    with out if out is not sys.stdout.buffer else _nullctx():
-        out.write(body.data)
+    if args.output in (None, "-"):
+        sys.stdout.buffer.write(body.data)
+    else:
+        with open(args.output, "wb") as out:
+            out.write(body.data)
     return 0
-
-
-class _nullctx:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _listing(
