@@ -78,6 +78,9 @@ class RegionEvidence:
     records: tuple[str, ...] = ()
     shapes: tuple[str, ...] = ()
     region: DiffRegion | None = None
+    #: Capture time (ns) of the frame carrying the region's first byte.
+    client_time_ns: int | None = None
+    upstream_time_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,17 @@ def _frames(
     if span is None:
         return ()
     return tuple(conn.halves[direction].frames_for(*span))
+
+
+def _time(
+    conn: Connection | None, direction: Direction, body: Body, offset: int
+) -> int | None:
+    """When the frame carrying body byte ``offset`` was captured (ns)."""
+    if conn is None or len(body) == 0:
+        return None
+    at = min(offset, len(body) - 1)
+    span = body.stream_range(at, at + 1)
+    return None if span is None else conn.halves[direction].time_at(span[0])
 
 
 def _client_body_for_diff(exchange: HttpExchange, conn: Connection) -> Body:
@@ -415,7 +429,17 @@ def _app_verdict(
         if finding.anomaly is not None and finding.anomaly.first_frame:
             frames = (finding.anomaly.first_frame,)
         labels = tuple(body.labels(max(offset - 1, 0), offset + 1))
-        result.regions.append(RegionEvidence(offset, length, kind, (), frames, labels))
+        result.regions.append(
+            RegionEvidence(
+                offset,
+                length,
+                kind,
+                (),
+                frames,
+                labels,
+                upstream_time_ns=_time(conn, Direction.TO_CLIENT, body, offset),
+            )
+        )
     return result
 
 
@@ -453,6 +477,8 @@ def _proxy_region(
         labels,
         shapes,
         region,
+        _time(client_conn, Direction.TO_CLIENT, cbody, region.client_start),
+        _time(upstream_conn, Direction.TO_CLIENT, ubody, region.upstream_start),
     )
 
 

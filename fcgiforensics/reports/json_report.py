@@ -28,6 +28,8 @@ EXTENSIONS = {
     "upstream_wireshark_filter": "the region's frames on the upstream leg",
     "records": "the FastCGI records that carried the region's bytes",
     "shapes": "recognisable shapes of the region's bytes",
+    "client_time": "capture time of the frame with the region's first byte",
+    "upstream_time": "the same on the upstream leg",
 }
 
 
@@ -115,7 +117,13 @@ def _region(region: RegionEvidence) -> dict[str, Any]:
         "upstream_wireshark_filter": wireshark_filter(upstream),
         "records": list(region.records),
         "shapes": list(region.shapes),
+        "client_time": _iso(region.client_time_ns),
+        "upstream_time": _iso(region.upstream_time_ns),
     }
+
+
+def _iso(ns: int | None) -> str | None:
+    return None if ns is None else ns_to_iso(ns)
 
 
 def exchange_json(ex: Exchange) -> dict[str, Any]:
