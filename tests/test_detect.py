@@ -86,6 +86,19 @@ def test_buffered_calls_are_replayed_in_order_once_decided() -> None:
     assert emitted == ["fed 2", "fed 14", "fed 17", "closed"]
 
 
+def _maker(made: list[Protocol]) -> Any:
+    """A decoder factory that only notes which protocol it was asked for."""
+
+    def make(protocol: Protocol) -> None:
+        made.append(protocol)
+
+    return make
+
+
+def _drop(out: list[Any]) -> None:
+    del out
+
+
 def test_port_override_decides_before_any_byte() -> None:
     """A forced protocol builds its decoder at once."""
     made: list[Protocol] = []
@@ -101,7 +114,7 @@ def test_a_start_lost_in_a_gap_gives_up_after_the_detection_limit() -> None:
     """When the first bytes were never seen, the detector holds a bounded
     amount and then calls the connection unknown."""
     made: list[Protocol] = []
-    det = DetectingDecoder(lambda p: made.append(p), lambda out: None)  # type: ignore[arg-type, func-returns-value]
+    det = DetectingDecoder(_maker(made), _drop)
     det.gap(UP, 0, 100)
     det.feed(UP, 100, b"x" * (DETECT_BYTES + 1))
     assert made == [Protocol.UNKNOWN]
