@@ -145,6 +145,59 @@ def _time(
     return None if span is None else conn.halves[direction].time_at(span[0])
 
 
+#: Undecidable spans described one by one in the evidence; the rest are
+#: counted in the sentence before them.
+MAX_SPANS_TOLD = 3
+
+
+def _unobserved_sentence(
+    span: DiffRegion,
+    ubody: Body,
+    cbody: Body,
+    client_conn: Connection,
+    upstream_conn: Connection,
+) -> str:
+    """Which bytes a leg lacks, and between which frames the hole lies."""
+    parts = []
+    for leg, body, conn, start, end in (
+        ("client", cbody, client_conn, span.client_start, span.client_end),
+        ("upstream", ubody, upstream_conn, span.upstream_start, span.upstream_end),
+    ):
+        missing = [
+            (max(a, start), min(b, end))
+            for a, b in body.unobserved
+            if a < end and start < b
+        ]
+        if not missing and not (
+            leg == "client" and not body.complete and start >= len(body)
+        ):
+            continue
+        if not missing:
+            parts.append(
+                f"the client leg ends at body offset {_fmt(start)} before the body does"
+            )
+            continue
+        a, b = missing[0]
+        before = _frames(conn, Direction.TO_CLIENT, body, max(a - 1, 0), a)
+        after = (
+            _frames(conn, Direction.TO_CLIENT, body, b, b + 1) if b < len(body) else ()
+        )
+        where = ""
+        if before or after:
+            around = [format_frames(list(f)) for f in (before, after) if f]
+            where = (
+                " (between frames " + " and ".join(around) + ")"
+                if len(around) == 2
+                else f" (after frame {around[0]})"
+            )
+        parts.append(
+            f"the {leg} leg lacks body bytes {_fmt(a)} to {_fmt(b - 1)}{where}"
+        )
+    return "; ".join(parts) or (
+        f"body bytes {_fmt(span.offset)} onwards could not be aligned"
+    )
+
+
 def _client_body_for_diff(exchange: HttpExchange, conn: Connection) -> Body:
     """The client's decoded body, with an observed early end made final.
 
@@ -377,6 +430,12 @@ def attribute(
                 f"{_fmt(undecided)} bytes could not be compared: the "
                 "capture lacks them on at least one leg"
             )
+            for span in spans[:MAX_SPANS_TOLD]:
+                result.evidence.append(
+                    _unobserved_sentence(
+                        span, ubody_cmp, cbody, client_conn, upstream_conn
+                    )
+                )
         elif upstream.aborted:
             result.evidence.append(
                 "the web server aborted the request before the app "

@@ -57,6 +57,26 @@ def _table(analysis: Analysis) -> list[str]:
     return lines
 
 
+def _region_words(kind: str, offset: int, length: int) -> str:
+    """A region in words; a length of 0 means the size is not known."""
+    if kind == "truncate":
+        short = (
+            f", {length:,} bytes short"
+            if length
+            else "; how much is missing is not known"
+        )
+        return f"truncated at offset {offset:,}{short}"
+    if kind == "insert":
+        return (
+            f"{length:,} extra bytes at offset {offset:,}"
+            if length
+            else f"damage at offset {offset:,} (its size is not known)"
+        )
+    if kind == "delete":
+        return f"{length:,} bytes missing at offset {offset:,}"
+    return f"{length:,} bytes replaced at offset {offset:,}"
+
+
 def _detail(ex: Exchange) -> list[str]:
     head = f"exchange {ex.id}: {ex.method} {ex.uri}: {ex.verdict}"
     if ex.hop:
@@ -86,9 +106,8 @@ def _detail(ex: Exchange) -> list[str]:
     for n, region in enumerate(ex.attribution.regions, start=1):
         shown = region.client_frames or region.upstream_frames
         lines.append(
-            f"  region {n}: {region.kind} of {region.length:,} bytes at "
-            f"offset {region.offset:,}; Wireshark: "
-            f"{wireshark_filter(shown) or '(no frames)'}"
+            f"  region {n}: {_region_words(region.kind, region.offset, region.length)}"
+            f"; Wireshark: {wireshark_filter(shown) or '(no frames)'}"
         )
         if region.region is not None and ex.client and ex.upstream:
             r = region.region
