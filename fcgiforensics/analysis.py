@@ -276,6 +276,7 @@ class _Judge:
             f.request if f else None,
             f.connection if f else None,
             self.options.digests,
+            weak_pairing=by == "time",
         )
         client = _http_side(h) if h else None
         upstream = _fcgi_side(f) if f else None

@@ -73,3 +73,47 @@ def test_default_run_keeps_everything_for_notebooks(tmp_path: Path) -> None:
     )
     assert len(analysis.client_leg.http) == 120
     assert len(analysis.client_leg.connections[0].to_client.seg_offsets) > 0
+
+
+def test_a_capture_started_mid_exchange_never_blames(tmp_path: Path) -> None:
+    """Both legs captured from the middle of the second of four responses:
+    what began before the capture is incomplete, and nothing is called
+    corrupted (a response without its request, paired by time with a
+    request without its BEGIN_REQUEST, once was)."""
+    bodies = [random.Random(i).randbytes(30_000) for i in range(4)]
+    client, upstream = two_leg_exchanges(bodies)
+    write_pcap(str(tmp_path / "c.pcap"), client[len(client) // 3 :])
+    write_pcap(str(tmp_path / "u.pcap"), upstream[len(upstream) // 3 :])
+    analysis = analyze([str(tmp_path / "c.pcap")], [str(tmp_path / "u.pcap")])
+    verdicts = [ex.verdict for ex in analysis.exchanges]
+    assert "corrupted" not in verdicts
+    assert verdicts.count("incomplete") >= 2
+    started_late = [
+        ex for ex in analysis.exchanges if ex.client is not None and ex.method is None
+    ]
+    assert started_late and all(
+        "was not captured" in " ".join(ex.attribution.evidence) for ex in started_late
+    )
+
+
+def test_time_only_pairing_never_blames_the_proxy() -> None:
+    """Two sides paired by time alone whose bodies differ may be two
+    different requests: incomplete, no hop."""
+    from fcgiforensics.attribution import attribute
+    from fcgiforensics.legs import read_leg
+
+    bodies = [b"a" * 5000]
+    client, upstream = two_leg_exchanges(bodies, client_bodies=[b"b" * 5000])
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_pcap(f"{tmp}/c.pcap", client)
+        write_pcap(f"{tmp}/u.pcap", upstream)
+        [h] = read_leg([f"{tmp}/c.pcap"]).http
+        [f] = read_leg([f"{tmp}/u.pcap"]).fcgi
+    weak = attribute(
+        h.exchange, h.connection, f.request, f.connection, weak_pairing=True
+    )
+    strong = attribute(h.exchange, h.connection, f.request, f.connection)
+    assert (weak.verdict, weak.hop) == ("incomplete", None)
+    assert (strong.verdict, strong.hop) == ("corrupted", "proxy")

@@ -198,6 +198,24 @@ def _unobserved_sentence(
     )
 
 
+def _started_before_capture(
+    client: HttpExchange | None, upstream: FcgiRequest | None
+) -> list[str]:
+    """Why a side's start is missing from the capture (empty: it is not)."""
+    why = []
+    if client is not None and client.request is None:
+        why.append(
+            "the client leg holds a response whose request was not captured "
+            "(the capture began, or a gap fell, after it was sent)"
+        )
+    if upstream is not None and not upstream.begun:
+        why.append(
+            "the FastCGI leg holds records of a request whose BEGIN_REQUEST "
+            "was not captured (the capture began, or a gap fell, after it)"
+        )
+    return why
+
+
 def _client_body_for_diff(exchange: HttpExchange, conn: Connection) -> Body:
     """The client's decoded body, with an observed early end made final.
 
@@ -277,15 +295,25 @@ def attribute(
     upstream: FcgiRequest | None,
     upstream_conn: Connection | None,
     digests: Sequence[DigestSpec] = (),
+    *,
+    weak_pairing: bool = False,
 ) -> Attribution:
-    """The verdict, hop, regions and evidence for one paired exchange."""
-    # Step 1: one leg only.
-    if (
-        client is None
-        or upstream is None
-        or client.response is None
-        and client.request is None
-    ):
+    """The verdict, hop, regions and evidence for one paired exchange.
+
+    ``weak_pairing`` says the two sides were paired by time alone (a
+    request line was not captured): a difference may then come from
+    pairing two different requests, so it never blames the proxy.
+    """
+    # Step 1: a side whose start the capture lacks cannot be judged: the
+    # capture began (or a gap fell) after its request did.
+    late = _started_before_capture(client, upstream)
+    if late:
+        result = Attribution("incomplete", None)
+        result.evidence.extend(late)
+        return result
+
+    # Step 2: one leg only.
+    if client is None or upstream is None:
         leg = "client" if client is not None else "upstream"
         result = Attribution("unmatched", None)
         result.evidence.append(f"this request was seen on the {leg} leg only")
@@ -397,6 +425,14 @@ def attribute(
                 "a HEAD response carries no body to compare, and its "
                 "status or end could not be matched"
             )
+        return result
+    if alignment is not None and alignment.regions and weak_pairing:
+        result.verdict = "incomplete"
+        result.evidence.append(
+            "the bodies differ, but this pair was made by time alone (a "
+            "request line was not captured): they may be two different "
+            "requests, so no hop is blamed"
+        )
         return result
     if alignment is not None and alignment.regions:
         result.verdict = "corrupted"

@@ -78,7 +78,7 @@ def _region_words(kind: str, offset: int, length: int) -> str:
 
 
 def _detail(ex: Exchange) -> list[str]:
-    head = f"exchange {ex.id}: {ex.method} {ex.uri}: {ex.verdict}"
+    head = f"exchange {ex.id}: {ex.method or '?'} {ex.uri or '?'}: {ex.verdict}"
     if ex.hop:
         head += (
             f", by the {ex.hop}"
