@@ -280,6 +280,16 @@ class _Judge:
         )
         client = _http_side(h) if h else None
         upstream = _fcgi_side(f) if f else None
+        decoded = attribution.upstream_decoded
+        if upstream is not None and decoded is not None:
+            # Offsets count bytes of the decoded body on both sides: the
+            # app's own Content-Encoding is undone, as the client's is.
+            upstream = dataclasses.replace(
+                upstream,
+                body=decoded,
+                body_sha256=_fingerprint(decoded),
+                body_length=len(decoded),
+            )
         method, uri = _request_line(h) if h else (None, None)
         if h is None or (method is None and f is not None):
             method, uri = _request_line(f) if f else (None, None)

@@ -117,3 +117,81 @@ def test_time_only_pairing_never_blames_the_proxy() -> None:
     strong = attribute(h.exchange, h.connection, f.request, f.connection)
     assert (weak.verdict, weak.hop) == ("incomplete", None)
     assert (strong.verdict, strong.hop) == ("corrupted", "proxy")
+
+
+def _app_gzip_pair(tmp_path: Path, damage: bool) -> tuple[str, str]:
+    """One exchange whose app compressed its own body with gzip (as
+    Django's GZipMiddleware does); nginx passes it on unchanged."""
+    import gzip
+
+    from fcgiforensics.testing import (
+        Conversation,
+        fcgi_request,
+        fcgi_response,
+        http_request,
+    )
+
+    body = b"hello world " * 2000
+    wire = bytearray(gzip.compress(body))
+    if damage:
+        wire[40:44] = b"\xff\xff\xff\xff"
+    c = Conversation(
+        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
+    )
+    u = Conversation(
+        client="127.0.0.1",
+        client_port=42000,
+        server="127.0.0.1",
+        server_port=9000,
+        start_ns=c.start_ns + 100_000,
+    )
+    c.handshake()
+    u.handshake()
+    c.send_to_server(http_request("GET", "/z"))
+    u.send_to_server(
+        fcgi_request(
+            1,
+            {
+                "REQUEST_METHOD": "GET",
+                "REQUEST_URI": "/z",
+                "REMOTE_ADDR": "192.0.2.10",
+                "REMOTE_PORT": "51000",
+            },
+        )
+    )
+    u.send_to_client(
+        fcgi_response(
+            1, b"Content-Type: text/plain\r\nContent-Encoding: gzip\r\n", bytes(wire)
+        )
+    )
+    c.send_to_client(
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(wire) + bytes(wire)
+    )
+    c.close()
+    u.close()
+    write_pcap(str(tmp_path / "c.pcap"), c.frames())
+    write_pcap(str(tmp_path / "u.pcap"), u.frames())
+    return str(tmp_path / "c.pcap"), str(tmp_path / "u.pcap")
+
+
+def test_a_body_the_app_compressed_itself_is_compared_decoded(
+    tmp_path: Path,
+) -> None:
+    """The app's own Content-Encoding is undone before comparing, so a
+    response it gzipped itself is ok, not a 24,000-byte difference."""
+    client, upstream = _app_gzip_pair(tmp_path, damage=False)
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("ok", None)
+    assert ex.upstream is not None and ex.upstream.body_length == 24_000
+    assert ex.upstream.content_encoding == "gzip"
+
+
+def test_an_undecodable_app_encoding_is_the_apps_damage(tmp_path: Path) -> None:
+    """A gzip stream that the app sent broken, and nginx passed on as it
+    was, is damage by the app, located on the FastCGI leg."""
+    client, upstream = _app_gzip_pair(tmp_path, damage=True)
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("corrupted", "app")
+    [region] = ex.attribution.regions
+    assert region.upstream_frames

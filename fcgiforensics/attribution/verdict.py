@@ -18,12 +18,14 @@ The rules are those of the report contract (REPORT.md, ``verdict`` and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..anomalies import Anomaly
 from ..decoders.base import Direction
 from ..decoders.body import Body
+from ..decoders.content import SUPPORTED_CODINGS, ContentDecoder, parse_codings
 from ..decoders.fastcgi import FcgiRequest
 from ..decoders.http1 import HttpExchange
 from ..diff import Alignment, DiffRegion, align_bodies, describe_shapes
@@ -46,6 +48,8 @@ APP_DAMAGE = {
     "fcgi.empty_stdout_midstream": "STDOUT content after the empty STDOUT record",
     "fcgi.header_in_stdout": "a FastCGI record header inside STDOUT content",
     "fcgi.stderr_in_stdout": "STDERR output in the middle of STDOUT",
+    "http.decode_error": "its own Content-Encoding stream, which cannot be decoded",
+    "http.decode_truncated": "its own Content-Encoding stream cut short",
     "fcgi.content_length_mismatch": (
         "a body whose length contradicts the app's Content-Length"
     ),
@@ -103,6 +107,9 @@ class Attribution:
     client_digest_matches: bool | None = None
     findings: list[Finding] = field(default_factory=list)
     alignment: Alignment | None = None
+    #: The upstream body as compared: the app's bytes with its own
+    #: Content-Encoding undone (None when it set none).
+    upstream_decoded: Body | None = None
 
 
 def _body_offset_at(body: Body, stream_offset: int) -> int:
@@ -196,6 +203,44 @@ def _unobserved_sentence(
     return "; ".join(parts) or (
         f"body bytes {_fmt(span.offset)} onwards could not be aligned"
     )
+
+
+def _representation(request: FcgiRequest) -> tuple[Body, str | None, list[Anomaly]]:
+    """The app's body with the app's own Content-Encoding undone.
+
+    An app may compress its response itself (Django's GZipMiddleware
+    does); the client's body is compared after decoding, so the app's
+    must be too, or every such response would look damaged.  Returns the
+    body to compare, the coding undone (None: nothing to undo) and the
+    decoder's anomalies (a stream that cannot be decoded is the app's).
+    """
+    header = request.headers.get("Content-Encoding")
+    codings = parse_codings([header.encode("latin-1")]) if header else []
+    body = request.body
+    if not codings or any(c not in SUPPORTED_CODINGS for c in codings):
+        return body, None, []
+    decoder = ContentDecoder(codings, direction=Direction.TO_CLIENT.label)
+    found: list[Anomaly] = []
+    spans = sorted(
+        [(p.body_start, p.body_end, p) for p in body.pieces]
+        + [(a, b, None) for a, b in body.unobserved],
+        key=lambda span: span[0],
+    )
+    stream_at = 0
+    for start, end, piece in spans:
+        if piece is None:
+            found += decoder.gap(stream_at, end - start)
+            break
+        found += decoder.feed(
+            body.data[start:end],
+            piece.stream_start,
+            piece.stream_end,
+            label=piece.label,
+        )
+        stream_at = piece.stream_end
+    if body.complete:
+        found += decoder.finish(stream_at)
+    return decoder.build(complete=body.complete), ", ".join(codings), found
 
 
 def _started_before_capture(
@@ -321,7 +366,29 @@ def attribute(
     assert upstream_conn is not None and client_conn is not None
 
     result = Attribution("ok", None)
-    ubody = upstream.body
+    raw_ubody = upstream.body
+    ubody, undone, coding_anomalies = _representation(upstream)
+    if undone is not None:
+        result.upstream_decoded = ubody
+        result.evidence.append(
+            f"the app encoded its body itself ({undone}, "
+            f"{_fmt(len(raw_ubody))} bytes): compared after decoding"
+        )
+        for coded in coding_anomalies:
+            if coded.name in APP_DAMAGE:
+                if coded.stream_offset is not None:
+                    frames = upstream_conn.to_client.frames_for(
+                        max(coded.stream_offset - 1, 0), coded.stream_offset + 1
+                    )
+                    if frames:
+                        coded = dataclasses.replace(
+                            coded, first_frame=frames[-1], last_frame=frames[-1]
+                        )
+                result.findings.append(Finding(coded.name, coded, len(ubody)))
+                result.evidence.append(
+                    f"the app sent {APP_DAMAGE[coded.name]}: decoding stops at "
+                    f"body offset {_fmt(len(ubody))} ({coded.detail})"
+                )
 
     # Step 2a: the app's own digest, checked against the upstream body.
     headers = list(upstream.headers.fields)
@@ -336,27 +403,41 @@ def attribute(
         )
     result.digest = declared
     if declared is not None:
-        if ubody.fully_observed and ubody.complete:
-            result.digest_matches = digest_matches(declared, ubody.data)
-            if result.digest_matches:
-                result.evidence.append(
-                    f"the upstream body matches the app's {declared.header} "
-                    f"({declared.algorithm})"
-                )
-            else:
-                result.evidence.append(
-                    f"the upstream body contradicts the app's "
-                    f"{declared.header} ({declared.algorithm}): the app sent "
-                    "bytes other than those it digested"
-                )
-                result.findings.append(Finding("digest", None, None))
+        # Content-MD5 and Content-Digest cover the content as sent,
+        # Repr-Digest the representation (RFC 9530 sections 2 and 3); a
+        # custom header may mean either.
+        if declared.header in ("Content-MD5", "Content-Digest"):
+            forms = [raw_ubody]
+        elif declared.header == "Repr-Digest":
+            forms = [ubody]
+        else:
+            forms = [raw_ubody, ubody]
+        forms = [b for b in forms if b.fully_observed and b.complete]
+        if forms:
+            result.digest_matches = any(digest_matches(declared, b.data) for b in forms)
+        if result.digest_matches:
+            result.evidence.append(
+                f"the upstream body matches the app's {declared.header} "
+                f"({declared.algorithm})"
+            )
+        elif result.digest_matches is False:
+            result.evidence.append(
+                f"the upstream body contradicts the app's "
+                f"{declared.header} ({declared.algorithm}): the app sent "
+                "bytes other than those it digested"
+            )
+            result.findings.append(Finding("digest", None, None))
         response = client.response
-        if (
-            response is not None
-            and response.body.fully_observed
-            and response.body.complete
-        ):
-            result.client_digest_matches = digest_matches(declared, response.body.data)
+        if response is not None:
+            seen = [
+                b
+                for b in (response.body, response.wire_body)
+                if b.fully_observed and b.complete
+            ]
+            if seen:
+                result.client_digest_matches = any(
+                    digest_matches(declared, b.data) for b in seen
+                )
 
     # Step 2b: damage visible in the FastCGI records.
     if upstream.aborted:
