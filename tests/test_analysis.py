@@ -195,3 +195,49 @@ def test_an_undecodable_app_encoding_is_the_apps_damage(tmp_path: Path) -> None:
     assert (ex.verdict, ex.hop) == ("corrupted", "app")
     [region] = ex.attribution.regions
     assert region.upstream_frames
+
+
+def test_x_accel_redirect_is_not_compared(tmp_path: Path) -> None:
+    """When the app hands the body to nginx with X-Accel-Redirect, the
+    client's body never travelled upstream: incomplete, never blamed."""
+    from fcgiforensics.testing import (
+        Conversation,
+        fcgi_request,
+        fcgi_response,
+        http_request,
+        http_response,
+    )
+
+    c = Conversation(
+        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
+    )
+    u = Conversation(
+        client="127.0.0.1",
+        client_port=42000,
+        server="127.0.0.1",
+        server_port=9000,
+        start_ns=c.start_ns + 100_000,
+    )
+    c.handshake()
+    u.handshake()
+    c.send_to_server(http_request("GET", "/download/7"))
+    u.send_to_server(
+        fcgi_request(
+            1,
+            {
+                "REQUEST_METHOD": "GET",
+                "REQUEST_URI": "/download/7",
+                "REMOTE_ADDR": "192.0.2.10",
+                "REMOTE_PORT": "51000",
+            },
+        )
+    )
+    u.send_to_client(fcgi_response(1, b"X-Accel-Redirect: /protected/7.bin\r\n", b""))
+    c.send_to_client(http_response(b"\x00\x01" * 5000))
+    c.close()
+    u.close()
+    write_pcap(str(tmp_path / "c.pcap"), c.frames())
+    write_pcap(str(tmp_path / "u.pcap"), u.frames())
+    [ex] = analyze([str(tmp_path / "c.pcap")], [str(tmp_path / "u.pcap")]).exchanges
+    assert (ex.verdict, ex.hop) == ("incomplete", None)
+    assert "X-Accel-Redirect" in ex.attribution.evidence[0]

@@ -366,6 +366,20 @@ def attribute(
     assert upstream_conn is not None and client_conn is not None
 
     result = Attribution("ok", None)
+
+    # The app may hand the body to nginx (X-Accel-Redirect): the client's
+    # body then never travelled on the FastCGI leg, so there is nothing to
+    # compare it with.
+    delegated = upstream.headers.get("X-Accel-Redirect")
+    if delegated is not None:
+        result.verdict = "incomplete"
+        result.evidence.append(
+            f"the app answered with X-Accel-Redirect: {delegated}; nginx "
+            "served that body itself, so it did not travel on the FastCGI "
+            "leg and cannot be compared"
+        )
+        return result
+
     raw_ubody = upstream.body
     ubody, undone, coding_anomalies = _representation(upstream)
     if undone is not None:
