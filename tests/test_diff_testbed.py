@@ -509,3 +509,44 @@ def test_head_request_aborted_by_nginx_is_ok(tmp_path: Path) -> None:
     assert (exchange.verdict, exchange.hop) == ("ok", None)
     names = {a.name for a in analysis.upstream_leg.anomalies}
     assert "fcgi.fin_before_end" not in names
+
+
+def test_nginx_giving_up_on_a_stalled_app_is_explained(tmp_path: Path) -> None:
+    """An app silent past fastcgi_read_timeout: nginx closes both legs and
+    the client loses bytes that had reached nginx.  The cut is at nginx
+    (proxy), and the evidence says how long the app had been silent."""
+    _needs_testbed("flup")
+    slow = "/body?size=20000&seed=5&chunk=1000&slow_ms=1500&mode=length"
+    with Testbed(tmp_path, backend="flup", read_timeout="1s") as tb:
+        assert tb.fetch(slow, timeout=15).error
+    [ex] = analyze([str(tb.client_pcap)], [str(tb.upstream_pcap)]).exchanges
+    assert (ex.verdict, ex.hop) == ("corrupted", "proxy")
+    assert ex.attribution.regions[0].kind == "truncate"
+    text = " ".join(ex.attribution.evidence)
+    assert "fastcgi_read_timeout" in text and "s after the app's last byte" in text
+
+
+def test_a_client_that_leaves_early_is_not_damage(tmp_path: Path) -> None:
+    """curl gives up (--max-time) on a slow response; nginx then aborts the
+    FastCGI request.  Nothing was damaged: incomplete, no hop."""
+    import subprocess
+
+    _needs_testbed("flup")
+    slow = "/body?size=20000&seed=7&chunk=1000&slow_ms=700&mode=length"
+    with Testbed(tmp_path, backend="flup") as tb:
+        subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "--max-time",
+                "1",
+                f"http://127.0.0.1:{tb.client_port}{slow}",
+            ],
+            check=False,
+            capture_output=True,
+        )
+    [ex] = analyze([str(tb.client_pcap)], [str(tb.upstream_pcap)]).exchanges
+    assert (ex.verdict, ex.hop) == ("incomplete", None)
+    assert any("the client left" in e for e in ex.attribution.evidence)

@@ -243,6 +243,41 @@ def _representation(request: FcgiRequest) -> tuple[Body, str | None, list[Anomal
     return decoder.build(complete=body.complete), ", ".join(codings), found
 
 
+def _abort_timing(conn: Connection) -> str:
+    """How long after the app's last byte the web server closed: about
+    fastcgi_read_timeout when nginx gave up on a stalled app."""
+    app, web = conn.to_client, conn.to_server
+    if web.end_time is None:
+        return ""
+    before = [t for t in app.seg_times if t <= web.end_time]
+    if not before:
+        return ""
+    idle = (web.end_time - max(before)) / 1e9
+    if idle < 0.5:
+        return ""
+    return (
+        f", {idle:.1f} s after the app's last byte (nginx gives up on a "
+        "silent app after fastcgi_read_timeout)"
+    )
+
+
+def _client_left_first(client_conn: Connection) -> str:
+    """A sentence if the client ended its connection before the web
+    server ended its side of it (an empty string otherwise).
+
+    Both times come from the client leg's own capture, so no clock
+    offset between the legs enters the comparison.
+    """
+    left, served = client_conn.to_server.end_time, client_conn.to_client.end_time
+    if left is None or (served is not None and served <= left):
+        return ""
+    return (
+        "the client closed its connection before the response ended, "
+        "and the web server then aborted the FastCGI request: nothing "
+        "was damaged, the client left"
+    )
+
+
 def _started_before_capture(
     client: HttpExchange | None, upstream: FcgiRequest | None
 ) -> list[str]:
@@ -460,7 +495,15 @@ def attribute(
         result.evidence.append(
             "the web server closed the FastCGI connection before the app's "
             "END_REQUEST; the app did not stop on its own"
+            + _abort_timing(upstream_conn)
         )
+        gone = _client_left_first(client_conn)
+        if gone:
+            # nginx aborts the upstream request when its client goes away
+            # (it logs a 499): what the client missed, it chose to miss.
+            result.verdict = "incomplete"
+            result.evidence.append(gone)
+            return result
     for finding in _app_findings(upstream, upstream_conn):
         result.findings.append(finding)
         where = ""
@@ -504,6 +547,20 @@ def attribute(
         )
 
     # Step 4: decide.
+    if (
+        response.status != upstream.status
+        and not upstream.complete
+        and not result.findings
+    ):
+        # The app's response never finished (nginx gave up on it, or the
+        # capture ended) and nginx answered something else in its place,
+        # such as a 504: two different responses, nothing to compare.
+        result.verdict = "incomplete"
+        result.evidence.append(
+            f"the app's response never finished, and the client got "
+            f"{response.status} from the web server in its place"
+        )
+        return result
     if result.findings:
         return _app_verdict(result, upstream, upstream_conn)
     if alignment is None:

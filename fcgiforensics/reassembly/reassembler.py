@@ -152,6 +152,7 @@ class HalfStream:
         "last_frame",
         "rst",
         "fin",
+        "end_time",
     )
 
     def __init__(self, direction: Direction) -> None:
@@ -164,6 +165,7 @@ class HalfStream:
         self.ended = False
         self.fin = False
         self.rst = False
+        self.end_time: int | None = None  # when its FIN or RST was captured
         # Out-of-order segments: offset -> (data, frame, time).
         self.pending: dict[int, tuple[bytes, int, int]] = {}
         self.pending_bytes = 0
@@ -394,10 +396,14 @@ class Reassembler:
             self._data(conn, half, offset, payload, missing, frame, ts)
         if flags & TCP_FIN and half.fin_offset is None:
             half.fin = True
+            if half.end_time is None:
+                half.end_time = ts
             half.fin_offset = offset + len(payload) + missing
             self._maybe_end(conn, half)
         if flags & TCP_RST:
             half.rst = True
+            if half.end_time is None:
+                half.end_time = ts
             conn.anomalies.append(
                 self._anomaly(conn, half, "tcp.rst", "connection reset", offset, frame)
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
@@ -69,6 +70,7 @@ class Testbed:
         workers: int = 4,
         nginx_extra_http: str = "",
         nginx_extra_location: str = "",
+        read_timeout: str | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.backend = backend
@@ -80,6 +82,10 @@ class Testbed:
             extra_http=nginx_extra_http,
             extra_location=nginx_extra_location,
         )
+        if read_timeout is not None:
+            self.options = dataclasses.replace(
+                self.options, read_timeout=read_timeout
+            )
         self.relay_faults = list(relay_faults)
         self.use_relay = bool(relay_faults) if relay is None else relay
         self.snaplen = snaplen

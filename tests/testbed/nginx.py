@@ -37,6 +37,7 @@ class NginxOptions:
     script: str = "/nonexistent/index.php"
     extra_http: str = ""
     extra_location: str = ""
+    read_timeout: str = _UPSTREAM_TIMEOUT  # fastcgi_read_timeout
 
 
 def _on(flag: bool) -> str:
@@ -97,7 +98,7 @@ http {{
             fastcgi_keep_conn {_on(options.keep_conn)};
             fastcgi_buffering {_on(options.buffering)};
             fastcgi_connect_timeout {_UPSTREAM_TIMEOUT};
-            fastcgi_read_timeout {_UPSTREAM_TIMEOUT};
+            fastcgi_read_timeout {options.read_timeout};
             fastcgi_send_timeout {_UPSTREAM_TIMEOUT};
             fastcgi_param QUERY_STRING $query_string;
             fastcgi_param REQUEST_METHOD $request_method;
