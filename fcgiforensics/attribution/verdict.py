@@ -497,7 +497,8 @@ def attribute(
             "END_REQUEST; the app did not stop on its own"
             + _abort_timing(upstream_conn)
         )
-        gone = _client_left_first(client_conn)
+        finished = client.response is not None and client.response.complete
+        gone = "" if finished else _client_left_first(client_conn)
         if gone:
             # nginx aborts the upstream request when its client goes away
             # (it logs a 499): what the client missed, it chose to miss.
