@@ -354,6 +354,17 @@ def _regression_params() -> list[Any]:
             for p in sorted(FUZZ_REGRESSIONS.glob("*/*")) if p.is_file()]
 
 
+def test_every_fuzz_regression_is_described() -> None:
+    """Each crash input under fuzz/ has a line in README.md saying what it
+    found."""
+    readme = (CORPUS / "README.md").read_text()
+    described = {line.split("`")[1] for line in readme.splitlines()
+                 if line.startswith("* `")}
+    found = {str(p.relative_to(CORPUS))
+             for p in FUZZ_REGRESSIONS.rglob("*") if p.is_file()}
+    assert found == described
+
+
 @pytest.mark.parametrize(("harness", "name"), _regression_params())
 def test_fuzz_regression_input(harness: str, name: str) -> None:
     """An input a fuzz harness once crashed on now passes the harness's

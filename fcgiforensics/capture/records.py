@@ -372,21 +372,29 @@ def _tsresol(code: int) -> tuple[int, int]:
     return 1, 10 ** (code - 9)
 
 
-def _parse_idb(body: bytes, order: str) -> _Interface:
+def _parse_idb(body: bytes, order: str) -> tuple[_Interface, bool]:
+    """The interface an IDB describes, and whether its options were whole.
+
+    An option whose length runs past the block ends the option list: the
+    link type and snaplen before it still hold, the options after it
+    cannot be found.
+    """
     linktype, _, snaplen = struct.unpack_from(order + "HHI", body, 0)
     iface = _Interface(linktype, snaplen)
     pos = 8
     while pos + 4 <= len(body):
         code, length = struct.unpack_from(order + "HH", body, pos)
-        value = body[pos + 4 : pos + 4 + length]
         if code == 0:
             break
+        if pos + 4 + length > len(body):
+            return iface, False
+        value = body[pos + 4 : pos + 4 + length]
         if code == 9 and length >= 1:
             iface.ts_mul, iface.ts_div = _tsresol(value[0])
         elif code == 14 and length == 8:
             iface.ts_offset_ns = struct.unpack(order + "q", value)[0] * 1_000_000_000
         pos += 4 + ((length + 3) & ~3)
-    return iface
+    return iface, True
 
 
 def _read_pcapng(
@@ -542,7 +550,15 @@ def _read_pcapng(
                 origlen,
             )
         elif block_type == _IDB:
-            iface = _parse_idb(body, order)
+            iface, whole = _parse_idb(body, order)
+            if not whole:
+                info.note(
+                    "capture.bad_record",
+                    "interface description option runs past its block; "
+                    "the options after it are ignored",
+                    frame=None,
+                    offset=offset,
+                )
             interfaces.append(iface)
             if iface.linktype not in info.link_types:
                 info.link_types.append(iface.linktype)

@@ -19,7 +19,6 @@ import functools
 import json
 import struct
 import sys
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +44,6 @@ __all__ = [
     "decoder_classes",
     "encode_calls",
     "follow_path",
-    "known_bug",
     "new_decoder",
     "record_connections",
     "run_calls",
@@ -192,19 +190,6 @@ def follow_path(path: str, protocol: str = "auto") -> Outcome:
     assert not unknown, f"anomalies not catalogued: {unknown}"
     outcome.anomalies.update(names)
     return outcome
-
-
-# Defects once found by these properties and harnesses, now fixed; kept
-# as a set so that a harness can let a newly reported one through while
-# it keeps searching for others.
-_KNOWN_BUGS: set[tuple[str, str, str]] = set()
-
-
-def known_bug(exc: BaseException) -> bool:
-    """True when ``exc`` is one of the reported, unfixed defects."""
-    last = traceback.extract_tb(exc.__traceback__)[-1]
-    return (Path(last.filename).name, last.name,
-            type(exc).__name__) in _KNOWN_BUGS
 
 
 # -- decoder call scripts: the input format of the decoder harnesses -------
