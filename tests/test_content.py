@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import random
 import zlib
 
 import brotli
@@ -76,6 +77,61 @@ def test_trailing_bytes_after_stream_are_an_anomaly(coding: str) -> None:
     else:
         assert data == PLAIN
         assert [a.name for a in anomalies] == ["http.decode_trailing_data"]
+
+
+def _noise_then_zeros(zeros: int) -> bytes:
+    """8 KiB of noise, then a run of zeros: the run packs to a few bytes.
+
+    The noise keeps the whole body under the ratio limit, so the run is
+    decoded in full, from the last few encoded bytes.
+    """
+    return random.Random(7).randbytes(8192) + bytes(zeros)
+
+
+FEW_MB_ENCODERS = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+    "raw deflate": _raw_deflate,
+    "br": brotli.compress,
+    "zstd": zstandard.ZstdCompressor().compress,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FEW_MB_ENCODERS))
+@pytest.mark.parametrize("step", [None, 1448])
+def test_large_expansion_of_the_last_bytes_is_decoded_whole(
+    name: str, step: int | None
+) -> None:
+    """A few MB that the last encoded bytes expand to are all decoded."""
+    plain = _noise_then_zeros(3 * 1024 * 1024)
+    coding = "deflate" if name == "raw deflate" else name
+    data, anomalies, decoder = _decode([coding], FEW_MB_ENCODERS[name](plain), step)
+    assert anomalies == []
+    assert len(data) == len(plain) and data == plain
+    assert decoder.build().complete
+
+
+def test_brotli_body_under_the_ratio_floor_is_not_cut_short() -> None:
+    """600 KB of zeros over br, a 14-byte stream, decodes to all 600 KB."""
+    plain = bytes(600_000)
+    data, anomalies, _ = _decode(["br"], brotli.compress(plain))
+    assert (len(data), anomalies) == (len(plain), [])
+
+
+def test_raw_deflate_output_pending_after_the_last_byte_is_kept() -> None:
+    """Raw deflate output still inside zlib once all input is read comes out.
+
+    Raw deflate has no trailer, so the end of its last match can still be
+    inside the inflater when the final byte has been read and an output
+    block is full; those bytes must come out, not be called truncated.
+    """
+    cut_short = []
+    for extra in range(0, 512, 8):
+        plain = bytes(256 * 1024 + extra)
+        data, anomalies, _ = _decode(["deflate"], _raw_deflate(plain))
+        if (len(data), anomalies) != (len(plain), []):
+            cut_short.append((extra, len(plain) - len(data)))
+    assert cut_short == []
 
 
 def test_raw_deflate_is_accepted_for_deflate() -> None:

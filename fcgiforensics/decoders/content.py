@@ -187,14 +187,16 @@ class _ZlibStage(_Stage):
             self._pick_deflate()
             data, self._head = self._head, b""
         self.taken += len(data)
-        while data:
+        pending = False
+        while data or pending:
             if self.finished:
                 data = self._next_member(data)
                 continue
             obj = self._obj
             assert obj is not None
+            want = min(self._budget(), _OUTPUT_STEP)
             try:
-                block = obj.decompress(data, min(self._budget(), _OUTPUT_STEP))
+                block = obj.decompress(data, want)
             except zlib.error as exc:
                 raise _CodecError(
                     "http.decode_error", f"{self.coding}: {exc}"
@@ -203,8 +205,13 @@ class _ZlibStage(_Stage):
             self._count(len(block), out)
             if obj.eof:
                 self.finished = True
+                pending = False
                 data = obj.unused_data
             else:
+                # A full block can leave output inside the inflater after
+                # the last input byte was read (raw deflate has no trailer
+                # to come after it), so ask again until a block is short.
+                pending = len(block) == want
                 data = obj.unconsumed_tail
 
     def _next_member(self, data: bytes) -> bytes:
@@ -244,11 +251,19 @@ class _BrotliStage(_Stage):
             self.finished = bool(self._obj.is_finished())
 
     def _process(self, step: bytes, out: list[bytes]) -> None:
-        """Feed one step, draining output in bounded blocks."""
+        """Feed one step, draining output in bounded blocks.
+
+        ``can_accept_more_data()`` says whether input is still held, not
+        whether output is: once a step's input is all taken it is True
+        while the output of that input may still be pending (brotli 1.2).
+        So draining goes on until the stream ends or a call gives nothing.
+        """
         block = self._obj.process(step, output_buffer_limit=_OUTPUT_STEP)
         out.append(block)
         self._count(len(block), out)
-        while not self._obj.can_accept_more_data():
+        while not self._obj.is_finished() and (
+            block or not self._obj.can_accept_more_data()
+        ):
             block = self._obj.process(b"", output_buffer_limit=_OUTPUT_STEP)
             out.append(block)
             self._count(len(block), out)
