@@ -203,13 +203,21 @@ def _client_request(index: int, item: HttpItem) -> ClientRequest:
     )
 
 
+def _port_number(text: str | None) -> int | None:
+    """REMOTE_PORT as a TCP port, or None when it is not one (ASCII digits)."""
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 5:
+        return None
+    port = int(text)
+    return port if 0 < port < 65536 else None
+
+
 def _upstream_request(index: int, item: FcgiItem) -> UpstreamRequest:
     params = item.request.params
     port = params.get("REMOTE_PORT")
     return UpstreamRequest(
         index,
         params.get("REMOTE_ADDR"),
-        int(port) if port is not None and port.isdigit() else None,
+        _port_number(port),
         params.get("REQUEST_METHOD"),
         params.get("REQUEST_URI"),
         _fcgi_side(item).start_ns,
@@ -223,7 +231,7 @@ def _endpoint_key(item: HttpItem | FcgiItem) -> tuple[str | None, int | None]:
         return format_address(conn.client[0]), conn.client[1]
     params = item.request.params
     port = params.get("REMOTE_PORT")
-    return params.get("REMOTE_ADDR"), int(port) if port and port.isdigit() else None
+    return params.get("REMOTE_ADDR"), _port_number(port)
 
 
 def _request_line(item: HttpItem | FcgiItem) -> tuple[str | None, str | None]:

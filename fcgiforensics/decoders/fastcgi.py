@@ -1812,7 +1812,9 @@ class FcgiDecoder:
         status_text = headers.get("Status")
         if status_text is not None:
             code = status_text[:3]
-            if len(code) == 3 and code.isdigit() and int(code) >= 100:
+            # str.isdigit() also takes latin-1 superscripts; int() does not.
+            digits = len(code) == 3 and code.isascii() and code.isdigit()
+            if digits and int(code) >= 100:
                 status = int(code)
             else:
                 problems.append(f"Status {status_text[:40]!r} has no valid code")
@@ -1823,7 +1825,8 @@ class FcgiDecoder:
             problems.append("Content-Length values disagree")
         elif lengths:
             text = lengths.pop()
-            if text.isdigit():
+            # ASCII digits only, and at most 19 of them, as HTTP Content-Length.
+            if text.isascii() and text.isdigit() and len(text) <= 19:
                 length = int(text)
             else:
                 problems.append(f"Content-Length {text[:40]!r} is not a number")
