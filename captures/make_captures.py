@@ -98,11 +98,13 @@ def make_app_digest_lie(work: Path, out: Path) -> None:
 
 
 def make_app_fault(work: Path, out: Path) -> None:
-    """An app that dies mid-body and one that writes STDERR mid-STDOUT."""
+    """An app that dies mid-body, one that writes a notice on STDERR
+    mid-STDOUT, one that crashes mid-body with a traceback on STDERR."""
     uris = [
         "/body?size=60000&seed=1&fault=die&after=20000&mode=chunked",
         "/body?size=30000&seed=2&fault=stderr&after=10000",
         "/body?size=30000&seed=3",
+        "/body?size=40000&seed=4&fault=crash&after=25000&mode=chunked",
     ]
     with Testbed(work, backend="fault") as tb:
         for uri in uris:
@@ -158,7 +160,7 @@ PAIRS = [
         corrupted=2,
         digest_headers=["X-Body-SHA1"],
     ),
-    Pair("app-fault", make_app_fault, ok=1, corrupted=2),
+    Pair("app-fault", make_app_fault, ok=2, corrupted=2),
     Pair("clean-gzip", make_clean_gzip, ok=4),
     Pair("lossy", make_lossy, ok=2, incomplete=1),
 ]

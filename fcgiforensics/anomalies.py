@@ -143,7 +143,14 @@ CATALOGUE: dict[str, str] = {
         "request (misframing, such as a header sent without its content)"
     ),
     "fcgi.stderr_in_stdout": (
-        "STDERR arrived while STDOUT was open, or STDOUT holds traceback text"
+        "a STDERR record arrived while STDOUT was still open (legal; damage "
+        "only when its text reports a crash)"
+    ),
+    "fcgi.traceback_in_stdout": (
+        "STDOUT content holds the text of a traceback or fatal error"
+    ),
+    "fcgi.warning_in_stdout": (
+        "STDOUT content holds the text of a runtime warning (not damage)"
     ),
     "fcgi.content_length_mismatch": (
         "the CGI Content-Length header disagrees with the STDOUT body"

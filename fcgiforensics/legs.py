@@ -142,6 +142,7 @@ class LegCollector:
         self._keep_items = keep_items
         self._detectors: dict[int, DetectingDecoder] = {}
         self._sequence: dict[tuple[int, type], int] = {}
+        self._told: dict[int, dict[int, Anomaly]] = {}
 
     def _make(self, protocol: Protocol) -> ConnectionDecoder | None:
         limit = self.options.max_body
@@ -165,11 +166,14 @@ class LegCollector:
 
     def _collect(self, conn: Connection, found: list[Any]) -> None:
         leg = self.leg
-        # Decoders return an anomaly on its own and again inside the
-        # message it concerns; count each once.
-        standalone = {id(item) for item in found if isinstance(item, Anomaly)}
+        # Decoders return an anomaly on its own, and again inside the
+        # message it concerns when that message completes, often in a
+        # later call; count each once.  The raw objects are held until
+        # their message comes, so that their ids stay unique.
+        told = self._told.setdefault(conn.index, {})
         for item in found:
             if isinstance(item, Anomaly):
+                told[id(item)] = item
                 leg.anomalies.append(locate(item, conn, leg.label))
                 continue
             if not isinstance(item, HttpExchange | FcgiRequest):
@@ -179,7 +183,7 @@ class LegCollector:
             leg.anomalies.extend(
                 loc
                 for a, loc in zip(raw, located, strict=True)
-                if id(a) not in standalone
+                if told.pop(id(a), None) is None
             )
             item = dataclasses.replace(item, anomalies=located)
             key = (conn.index, type(item))

@@ -241,3 +241,256 @@ def test_x_accel_redirect_is_not_compared(tmp_path: Path) -> None:
     [ex] = analyze([str(tmp_path / "c.pcap")], [str(tmp_path / "u.pcap")]).exchanges
     assert (ex.verdict, ex.hop) == ("incomplete", None)
     assert "X-Accel-Redirect" in ex.attribution.evidence[0]
+
+
+def _one_exchange(
+    tmp_path: Path, app: bytes, client: bytes, method: str = "GET"
+) -> tuple[str, str]:
+    """Both legs of one exchange: ``app`` is what the app sends on the
+    FastCGI leg, ``client`` what the client leg carries back."""
+    from fcgiforensics.testing import Conversation, fcgi_request, http_request
+
+    c = Conversation(
+        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
+    )
+    u = Conversation(
+        client="127.0.0.1",
+        client_port=42000,
+        server="127.0.0.1",
+        server_port=9000,
+        start_ns=c.start_ns + 100_000,
+    )
+    c.handshake()
+    u.handshake()
+    c.send_to_server(http_request(method, "/x"))
+    u.send_to_server(
+        fcgi_request(
+            1,
+            {
+                "REQUEST_METHOD": method,
+                "REQUEST_URI": "/x",
+                "REMOTE_ADDR": "192.0.2.10",
+                "REMOTE_PORT": "51000",
+            },
+        )
+    )
+    u.send_to_client(app)
+    c.send_to_client(client)
+    c.close()
+    u.close()
+    write_pcap(str(tmp_path / "c.pcap"), c.frames())
+    write_pcap(str(tmp_path / "u.pcap"), u.frames())
+    return str(tmp_path / "c.pcap"), str(tmp_path / "u.pcap")
+
+
+def _stdout_with_stderr(body: bytes, cut: int, stderr: bytes, rest: bool) -> bytes:
+    """STDOUT up to body byte ``cut``, a STDERR record, then the rest of
+    the body (when ``rest``), the stream ends and END_REQUEST."""
+    import struct
+
+    from fcgiforensics.testing import fcgi_record
+
+    head = b"Content-Type: text/plain\r\n\r\n"
+    out = fcgi_record(6, 1, head + body[:cut]) + fcgi_record(7, 1, stderr)
+    if rest:
+        out += fcgi_record(6, 1, body[cut:])
+    return (
+        out
+        + fcgi_record(6, 1)
+        + fcgi_record(7, 1)
+        + fcgi_record(3, 1, struct.pack("!IB3x", 0, 0))
+    )
+
+
+def test_a_notice_on_stderr_mid_stdout_is_not_damage(tmp_path: Path) -> None:
+    """A STDERR record between STDOUT records with no crash report in it
+    (a PHP notice) leaves an intact response ok, with the text told."""
+    from fcgiforensics.testing import http_response
+
+    body = b"0123456789" * 500
+    notice = b"PHP Notice:  Undefined index: q in /srv/a.php on line 3\n"
+    app = _stdout_with_stderr(body, 1000, notice, rest=True)
+    client, upstream = _one_exchange(tmp_path, app, http_response(body))
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("ok", None)
+    told = [e for e in ex.attribution.evidence if "STDERR" in e]
+    assert len(told) == 1 and "Undefined index" in told[0]
+
+
+def test_a_crash_report_on_stderr_cuts_the_body_on_the_app(tmp_path: Path) -> None:
+    """A Python traceback on STDERR after which STDOUT ends (flup's way of
+    failing mid-response) is app damage: the body stops at the crash."""
+    from fcgiforensics.testing import http_response
+
+    body = b"0123456789" * 500
+    crash = b'Traceback (most recent call last):\n  File "app.py"\nKeyError\n'
+    app = _stdout_with_stderr(body, 1000, crash, rest=False)
+    client, upstream = _one_exchange(tmp_path, app, http_response(body[:1000]))
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("corrupted", "app")
+    assert [(r.offset, r.length, r.kind) for r in ex.attribution.regions] == [
+        (1000, 0, "truncate")
+    ]
+
+
+def test_a_crash_report_mid_body_is_an_insert_point(tmp_path: Path) -> None:
+    """A crash report on STDERR with STDOUT going on after it is app damage
+    located where it split the body."""
+    from fcgiforensics.testing import http_response
+
+    body = b"0123456789" * 500
+    crash = b"PHP Fatal error:  Allowed memory size exhausted\n"
+    app = _stdout_with_stderr(body, 1000, crash, rest=True)
+    client, upstream = _one_exchange(tmp_path, app, http_response(body))
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("corrupted", "app")
+    assert [(r.offset, r.kind) for r in ex.attribution.regions] == [(1000, "insert")]
+
+
+def test_proxy_damage_besides_app_damage_is_told(tmp_path: Path) -> None:
+    """When the app damaged a response and the client got other bytes
+    again, the app is named and the proxy's regions stay in the evidence."""
+    from fcgiforensics.testing import http_response
+
+    body = b"0123456789" * 500
+    crash = b"Traceback (most recent call last):\n"
+    app = _stdout_with_stderr(body, 3000, crash, rest=True)
+    seen = bytearray(body)
+    seen[100:116] = bytes(16)
+    client, upstream = _one_exchange(tmp_path, app, http_response(bytes(seen)))
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("corrupted", "app")
+    assert any("after the FastCGI leg" in e for e in ex.attribution.evidence)
+    assert any("bytes 100 to 115 differ" in e for e in ex.attribution.evidence)
+
+
+def test_a_digest_only_the_client_got_is_not_the_apps(tmp_path: Path) -> None:
+    """A Content-MD5 that the web server added (the app sent none) is no
+    oracle for the app: the changed body is the proxy's doing."""
+    import base64
+    import hashlib
+
+    from fcgiforensics.testing import fcgi_response, http_response
+
+    body = b"abcdefgh" * 1000
+    seen = body[:500] + b"X" + body[501:]
+    md5 = base64.b64encode(hashlib.md5(seen).digest()).decode()
+    app = fcgi_response(1, b"Content-Type: text/plain\r\n", body)
+    client_bytes = http_response(seen, headers=(("Content-MD5", md5),))
+    client, upstream = _one_exchange(tmp_path, app, client_bytes)
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("corrupted", "proxy")
+    assert ex.attribution.digest is None
+
+
+def _repr_digest(data: bytes) -> str:
+    import base64
+    import hashlib
+
+    return "sha-256=:" + base64.b64encode(hashlib.sha256(data).digest()).decode() + ":"
+
+
+def test_repr_digest_covers_the_coded_representation(tmp_path: Path) -> None:
+    """An app that gzips its body and sends a Repr-Digest of the gzipped
+    bytes (RFC 9530 section 3) is ok, not a digest liar."""
+    import gzip
+
+    from fcgiforensics.testing import fcgi_response
+
+    body = b"hello world " * 2000
+    wire = gzip.compress(body)
+    head = (
+        b"Content-Type: text/plain\r\nContent-Encoding: gzip\r\n"
+        b"Repr-Digest: " + _repr_digest(wire).encode() + b"\r\n"
+    )
+    client_bytes = (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(wire) + wire
+    )
+    client, upstream = _one_exchange(
+        tmp_path, fcgi_response(1, head, wire), client_bytes
+    )
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("ok", None)
+    assert ex.attribution.digest_matches is True
+
+
+def test_repr_digest_of_a_partial_response_is_not_checked(tmp_path: Path) -> None:
+    """A 206 whose Repr-Digest covers the whole representation is not
+    compared with the partial content it carries."""
+    from fcgiforensics.testing import fcgi_response
+
+    whole = b"0123456789" * 100
+    part = whole[100:200]
+    head = (
+        b"Status: 206 Partial Content\r\nContent-Range: bytes 100-199/1000\r\n"
+        b"Repr-Digest: " + _repr_digest(whole).encode() + b"\r\n"
+    )
+    client_bytes = (
+        b"HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 100-199/1000\r\n"
+        b"Content-Length: 100\r\n\r\n" + part
+    )
+    client, upstream = _one_exchange(
+        tmp_path, fcgi_response(1, head, part), client_bytes
+    )
+    [ex] = analyze([client], [upstream]).exchanges
+    assert ex.verdict != "corrupted"
+    assert ex.attribution.digest_matches is None
+    assert any("Repr-Digest" in e and "not" in e for e in ex.attribution.evidence)
+
+
+def test_content_digest_on_head_is_not_checked(tmp_path: Path) -> None:
+    """A HEAD response carries no content, so its Content-Digest is not
+    checked against anything."""
+    from fcgiforensics.testing import fcgi_response
+
+    body = b"z" * 300
+    head = b"Content-Digest: " + _repr_digest(body).encode() + b"\r\n"
+    client_bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n"
+    client, upstream = _one_exchange(
+        tmp_path, fcgi_response(1, head, b""), client_bytes, method="HEAD"
+    )
+    [ex] = analyze([client], [upstream]).exchanges
+    assert ex.verdict == "ok"
+    assert ex.attribution.digest_matches is None
+
+
+def test_multipart_byteranges_is_not_compared(tmp_path: Path) -> None:
+    """A 206 multipart/byteranges body, which nginx builds from the app's
+    whole body, is incomplete rather than a difference blamed on it."""
+    from fcgiforensics.testing import fcgi_response
+
+    whole = b"0123456789" * 100
+    parts = (
+        b"--B\r\nContent-Range: bytes 0-9/1000\r\n\r\n"
+        + whole[:10]
+        + b"\r\n--B\r\nContent-Range: bytes 500-509/1000\r\n\r\n"
+        + whole[500:510]
+        + b"\r\n--B--\r\n"
+    )
+    client_bytes = (
+        b"HTTP/1.1 206 Partial Content\r\n"
+        b"Content-Type: multipart/byteranges; boundary=B\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(parts) + parts
+    )
+    client, upstream = _one_exchange(
+        tmp_path,
+        fcgi_response(1, b"Content-Type: text/plain\r\n", whole),
+        client_bytes,
+    )
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("incomplete", None)
+    assert "multipart/byteranges" in ex.attribution.evidence[-1]
+
+
+def test_an_anomaly_told_early_and_again_in_its_request_counts_once() -> None:
+    """The FastCGI decoder reports STDERR inside STDOUT when it sees it and
+    again in the request when that ends; the leg counts it once per
+    request (two in captures/app-fault)."""
+    from tests.conftest import CAPTURES
+
+    folder = CAPTURES / "app-fault"
+    analysis = analyze([str(folder / "client.pcap")], [str(folder / "upstream.pcap")])
+    counts = analysis.upstream_leg.anomaly_counts()
+    assert counts["fcgi.stderr_in_stdout"] == 2
+    assert counts["fcgi.fin_before_end"] == 1

@@ -223,9 +223,9 @@ def test_app_contradicting_its_own_digest_is_blamed_on_the_app(
 
 @pytest.mark.testbed
 def test_flup_prefork_timeout_puts_stderr_inside_stdout(tmp_path: Path) -> None:
-    """flup's prefork timeout cuts a slow response with STDERR records while
-    nginx hands the client a well-formed shorter body: app damage at the
-    offset where STDOUT stopped."""
+    """flup's prefork timeout cuts a slow response with a traceback on
+    STDERR while nginx hands the client a well-formed shorter body: app
+    damage where STDOUT stopped."""
     _needs_testbed("flup-fork")
     slow = "/body?size=400000&seed=7&chunk=20000&slow_ms=100&mode=chunked"
     quick = "/body?size=4000&seed=8"
@@ -238,7 +238,7 @@ def test_flup_prefork_timeout_puts_stderr_inside_stdout(tmp_path: Path) -> None:
     assert cut.body == cut.app_body[:stopped]
 
     exchanges = _by_uri(_analyze(tb))
-    _assert_app(exchanges[slow], [(stopped, 0, "insert")])
+    _assert_app(exchanges[slow], [(stopped, 0, "truncate")])
     assert "fcgi.stderr_in_stdout" in {
         f.name for f in exchanges[slow].attribution.findings
     }
@@ -250,38 +250,45 @@ def test_flup_prefork_timeout_puts_stderr_inside_stdout(tmp_path: Path) -> None:
 @pytest.mark.testbed
 def test_fault_server_damage_is_blamed_on_the_app(tmp_path: Path) -> None:
     """A dying app (with and without Content-Length), an empty STDOUT
-    record mid-stream, STDERR between STDOUT records and a fake record
-    header inside STDOUT are app damage at the fault's body offset, even
-    where the client's response looks complete."""
+    record mid-stream, a crash report on STDERR and a fake record header
+    inside STDOUT are app damage at the fault's body offset, even where
+    the client's response looks complete; a notice on STDERR between
+    STDOUT records is not damage."""
     _needs_testbed("fault")
     die_length = "/body?size=100000&seed=1&fault=die&after=5000&mode=length"
     die_chunked = "/body?size=100000&seed=2&fault=die&after=5000&mode=chunked"
     empty = "/body?size=20000&seed=3&fault=empty_stdout&after=4000"
     stderr = "/body?size=20000&seed=4&fault=stderr&after=777"
+    crash = "/body?size=20000&seed=7&fault=crash&after=3000&mode=chunked"
     fake = "/body?size=20000&seed=5&fault=fake_header&after=777"
     clean = "/body?size=20000&seed=6"
     with Testbed(tmp_path, backend="fault") as tb:
         # Connection: close, or nginx keeps the short response's
         # connection open until the client gives up.
         results = {die_length: tb.fetch(die_length, headers=CLOSE, timeout=5)}
-        for uri in (die_chunked, empty, stderr, fake, clean):
+        for uri in (die_chunked, empty, stderr, crash, fake, clean):
             results[uri] = tb.fetch(uri, timeout=5)
     assert results[die_length].error is not None
     # Where nginx makes the damage invisible to the client.
-    for uri in (die_chunked, stderr, fake):
+    for uri in (die_chunked, stderr, crash, fake):
         assert results[uri].error is None, results[uri]
-    assert results[clean].intact
+    assert results[clean].intact and results[stderr].intact
 
     exchanges = _by_uri(_analyze(tb))
     _assert_app(exchanges[die_length], [(5000, 95_000, "truncate")])
     _assert_app(exchanges[die_chunked], [(5000, 0, "truncate")])
     _assert_app(exchanges[empty], [(4000, 0, "insert")])
-    _assert_app(exchanges[stderr], [(777, 0, "insert")])
+    _assert_app(exchanges[crash], [(3000, 0, "truncate")])
     _assert_app(exchanges[fake], [(777, len(FAKE_RECORD_HEADER), "insert")])
-    for uri in (die_chunked, stderr, fake):
+    for uri in (die_chunked, crash, fake):
         client = exchanges[uri].client
         assert client is not None and client.complete
     _assert_ok(exchanges[clean])
+    _assert_ok(exchanges[stderr])
+    assert any(
+        "STDERR" in e and "not damage" in e
+        for e in exchanges[stderr].attribution.evidence
+    )
 
 
 # What must not be called damage ----------------------------------------------
@@ -482,6 +489,7 @@ def test_committed_capture_pairs_give_the_expected_summary(
     assert analysis.summary() == expected["summary"]
 
 
+@pytest.mark.testbed
 def test_head_request_aborted_by_nginx_is_ok(tmp_path: Path) -> None:
     """A HEAD through nginx to a slow flup app: nginx closes the FastCGI
     connection once it has the head, which is an abort by the web server
@@ -511,6 +519,7 @@ def test_head_request_aborted_by_nginx_is_ok(tmp_path: Path) -> None:
     assert "fcgi.fin_before_end" not in names
 
 
+@pytest.mark.testbed
 def test_nginx_giving_up_on_a_stalled_app_is_explained(tmp_path: Path) -> None:
     """An app silent past fastcgi_read_timeout: nginx closes both legs and
     the client loses bytes that had reached nginx.  The cut is at nginx
@@ -526,6 +535,7 @@ def test_nginx_giving_up_on_a_stalled_app_is_explained(tmp_path: Path) -> None:
     assert "fastcgi_read_timeout" in text and "s after the app's last byte" in text
 
 
+@pytest.mark.testbed
 def test_a_client_that_leaves_early_is_not_damage(tmp_path: Path) -> None:
     """curl gives up (--max-time) on a slow response; nginx then aborts the
     FastCGI request.  Nothing was damaged: incomplete, no hop."""

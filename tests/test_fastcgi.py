@@ -442,7 +442,7 @@ def test_header_in_stdout_from_a_header_sent_without_its_content() -> None:
     down += record(6, 1, b"A" * 44)[:8]
     down += record(7, 1, stderr) + record(6, 1) + record(7, 1) + end_request(1)
     out = run([(UP, request_bytes(1)), (DOWN, down)])
-    assert names(out) == ["fcgi.header_in_stdout", "fcgi.stderr_in_stdout"]
+    assert names(out) == ["fcgi.header_in_stdout", "fcgi.traceback_in_stdout"]
     # The STDERR header read as content, then flup's timeout text, both
     # inside record 2 (whose content starts at offset 48).
     assert [a.stream_offset for a in out[:2]] == [48, 56]
@@ -488,9 +488,20 @@ def test_traceback_text_in_stdout() -> None:
     """Traceback text printed into STDOUT is flagged at its offset."""
     body = b"\r\n<p>oops</p>Traceback (most recent call last):\n"
     out = run([(UP, request_bytes(1)), (DOWN, response_bytes(1, body, chunk=20))])
-    assert names(out) == ["fcgi.stderr_in_stdout"]
+    assert names(out) == ["fcgi.traceback_in_stdout"]
     # Byte 13 of STDOUT: record 1 holds bytes 0-19 after its 8-byte header.
     assert out[0].stream_offset == 8 + 13
+
+
+def test_warning_text_in_stdout_is_told_apart_from_a_crash() -> None:
+    """A PHP warning printed into STDOUT is fcgi.warning_in_stdout, once,
+    and a fatal error after it is still fcgi.traceback_in_stdout."""
+    body = (
+        b"\r\n<br /><b>Warning</b>:  Undefined variable $x<br />"
+        b"<b>Warning</b>:  again<br /><b>Fatal error</b>:  boom"
+    )
+    out = run([(UP, request_bytes(1)), (DOWN, response_bytes(1, body, chunk=30))])
+    assert sorted(names(out)) == ["fcgi.traceback_in_stdout", "fcgi.warning_in_stdout"]
 
 
 def test_content_length_mismatch() -> None:
@@ -644,6 +655,7 @@ def test_reads_what_flup_writes() -> None:
 def test_public_names() -> None:
     """The module exports exactly its documented API."""
     assert set(fastcgi.__all__) == {
+        "CRASH_MARKERS",
         "FcgiType",
         "ROLE_RESPONDER",
         "ROLE_AUTHORIZER",

@@ -284,6 +284,17 @@ def test_fault_server_stderr_and_fake_header(tmp_path: Path) -> None:
 
 
 @pytest.mark.testbed
+def test_fault_server_crash_ends_a_chunked_body_early(tmp_path: Path) -> None:
+    """fault=crash sends a traceback on STDERR after `after` bytes and ends
+    the request; nginx gives the client a well-formed shorter body."""
+    _needs_testbed("fault")
+    with Testbed(tmp_path, backend="fault") as tb:
+        crashed = tb.fetch("/body?size=20000&fault=crash&after=3000&mode=chunked")
+    assert crashed.error is None and crashed.body == make_body(3000, 0)
+    assert "RuntimeError: fault server: crashed" in tb.nginx_errors()
+
+
+@pytest.mark.testbed
 def test_fault_server_empty_stdout_is_on_the_wire(tmp_path: Path) -> None:
     """fault=empty_stdout puts an empty STDOUT record mid-stream on the FastCGI leg."""
     _needs_testbed("fault")

@@ -97,7 +97,10 @@ def find_digest(
         if algo is not None:
             return DeclaredDigest(spec.header, algo, raw)
 
-    for header in ("repr-digest", "content-digest"):
+    # Content-Digest first: it covers the content as sent, which every
+    # response lets us check; Repr-Digest covers the whole
+    # representation, which a 206 or a HEAD response does not carry.
+    for header in ("content-digest", "repr-digest"):
         member = by_name.get(header)
         if member is None:
             continue

@@ -26,8 +26,8 @@ from ..anomalies import Anomaly
 from ..decoders.base import Direction
 from ..decoders.body import Body
 from ..decoders.content import SUPPORTED_CODINGS, ContentDecoder, parse_codings
-from ..decoders.fastcgi import FcgiRequest
-from ..decoders.http1 import HttpExchange
+from ..decoders.fastcgi import CRASH_MARKERS, FcgiRequest
+from ..decoders.http1 import HttpExchange, field_values
 from ..diff import Alignment, DiffRegion, align_bodies, describe_shapes
 from ..frames import format_frames, frame_number
 from ..reassembly import Connection
@@ -47,7 +47,8 @@ APP_DAMAGE = {
     "fcgi.fin_before_end": "the app closed the connection before END_REQUEST",
     "fcgi.empty_stdout_midstream": "STDOUT content after the empty STDOUT record",
     "fcgi.header_in_stdout": "a FastCGI record header inside STDOUT content",
-    "fcgi.stderr_in_stdout": "STDERR output in the middle of STDOUT",
+    "fcgi.stderr_in_stdout": "a crash report on STDERR in the middle of STDOUT",
+    "fcgi.traceback_in_stdout": "the text of a traceback or fatal error in STDOUT",
     "http.decode_error": "its own Content-Encoding stream, which cannot be decoded",
     "http.decode_truncated": "its own Content-Encoding stream cut short",
     "fcgi.content_length_mismatch": (
@@ -243,6 +244,60 @@ def _representation(request: FcgiRequest) -> tuple[Body, str | None, list[Anomal
     return decoder.build(complete=body.complete), ", ".join(codings), found
 
 
+def _digest_forms(
+    declared: DeclaredDigest,
+    client: HttpExchange,
+    upstream: FcgiRequest,
+    raw: Body,
+    decoded: Body,
+) -> list[Body] | str:
+    """The upstream bodies ``declared`` may describe, or why none can be
+    checked.
+
+    Content-MD5 and Content-Digest cover the content as sent, after any
+    content coding (RFC 9530 section 2); Repr-Digest covers the whole
+    selected representation (section 3), content coding included, which
+    only a complete 200 response carries.  A custom header may mean the
+    coded or the decoded bytes.
+    """
+    method = client.request.method if client.request is not None else ""
+    if method == "HEAD" or upstream.status in (204, 304):
+        return (
+            f"a {method or upstream.status} response carries no content to "
+            f"check the app's {declared.header} against"
+        )
+    if declared.header in ("Content-MD5", "Content-Digest"):
+        return [raw]
+    if declared.header == "Repr-Digest":
+        if upstream.status not in (None, 200):
+            return (
+                f"the app's Repr-Digest covers the whole representation, "
+                f"which a {upstream.status} response does not carry: not "
+                "checked"
+            )
+        return [raw]
+    return [raw, decoded]
+
+
+#: How much of the app's STDERR text an evidence sentence quotes.
+STDERR_QUOTED = 120
+
+
+def _stderr_sentence(request: FcgiRequest, anomaly: Anomaly) -> str:
+    """Evidence for STDERR that came while STDOUT was open, no crash."""
+    where = ""
+    if anomaly.first_frame is not None:
+        where = f" (frame {frame_number(anomaly.first_frame)})"
+    text = request.stderr[:STDERR_QUOTED].decode("utf-8", "backslashreplace")
+    more = "..." if len(request.stderr) > STDERR_QUOTED else ""
+    return (
+        f"the app wrote {_fmt(len(request.stderr))} bytes to STDERR while "
+        f"its STDOUT was open{where}: {text!r}{more}; a legal FastCGI "
+        "record that nginx logs and does not send, with no crash report "
+        "in it, so not damage by itself"
+    )
+
+
 def _abort_timing(conn: Connection) -> str:
     """How long after the app's last byte the web server closed: about
     fastcgi_read_timeout when nginx gave up on a stalled app."""
@@ -343,11 +398,29 @@ def _unobserved_before(
     return bool(half.unobserved(start, end + 1))
 
 
+def _crash_report(request: FcgiRequest) -> bytes | None:
+    """The first crash marker in the request's STDERR text, if any."""
+    for marker in CRASH_MARKERS:
+        if marker in request.stderr:
+            return marker
+    return None
+
+
 def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
     out: list[Finding] = []
     for anomaly in request.anomalies:
         if anomaly.name not in APP_DAMAGE:
             continue
+        if anomaly.name == "fcgi.stderr_in_stdout" and _crash_report(request) is None:
+            # A STDERR record may come at any time (FastCGI 1.0 section
+            # 5.3); nginx logs it and sends STDOUT on unchanged.  Only a
+            # crash report says the response was cut.
+            continue
+        if (
+            anomaly.name == "fcgi.traceback_in_stdout"
+            and (request.status or 200) >= 500
+        ):
+            continue  # an error page is the response the app chose
         if anomaly.direction != Direction.TO_CLIENT.label:
             continue  # the web server's side: not the app's doing
         if anomaly.name == "fcgi.truncated_record" and not (
@@ -440,28 +513,27 @@ def attribute(
                 )
 
     # Step 2a: the app's own digest, checked against the upstream body.
-    headers = list(upstream.headers.fields)
-    declared = find_digest(headers, digests)
-    if declared is None and client.response is not None:
-        declared = find_digest(
-            [
-                (n.decode("latin-1"), v.decode("latin-1"))
-                for n, v in client.response.headers
-            ],
+    # Only a digest on the FastCGI leg is the app's: one that only the
+    # client got was added after it, and says nothing about the app.
+    declared = find_digest(list(upstream.headers.fields), digests)
+    result.digest = declared
+    response = client.response
+    if declared is None and response is not None:
+        added = find_digest(
+            [(n.decode("latin-1"), v.decode("latin-1")) for n, v in response.headers],
             digests,
         )
-    result.digest = declared
+        if added is not None:
+            result.evidence.append(
+                f"the client got a {added.header} that the app did not send "
+                "(the web server added it); it is not the app's oracle"
+            )
     if declared is not None:
-        # Content-MD5 and Content-Digest cover the content as sent,
-        # Repr-Digest the representation (RFC 9530 sections 2 and 3); a
-        # custom header may mean either.
-        if declared.header in ("Content-MD5", "Content-Digest"):
-            forms = [raw_ubody]
-        elif declared.header == "Repr-Digest":
-            forms = [ubody]
-        else:
-            forms = [raw_ubody, ubody]
-        forms = [b for b in forms if b.fully_observed and b.complete]
+        candidates = _digest_forms(declared, client, upstream, raw_ubody, ubody)
+        if isinstance(candidates, str):
+            result.evidence.append(candidates)
+            candidates = []
+        forms = [b for b in candidates if b.fully_observed and b.complete]
         if forms:
             result.digest_matches = any(digest_matches(declared, b.data) for b in forms)
         if result.digest_matches:
@@ -476,8 +548,7 @@ def attribute(
                 "bytes other than those it digested"
             )
             result.findings.append(Finding("digest", None, None))
-        response = client.response
-        if response is not None:
+        if response is not None and candidates:
             seen = [
                 b
                 for b in (response.body, response.wire_body)
@@ -505,7 +576,13 @@ def attribute(
             result.verdict = "incomplete"
             result.evidence.append(gone)
             return result
-    for finding in _app_findings(upstream, upstream_conn):
+    findings = _app_findings(upstream, upstream_conn)
+    for noted in upstream.anomalies:
+        if noted.name == "fcgi.stderr_in_stdout" and not any(
+            f.anomaly is noted for f in findings
+        ):
+            result.evidence.append(_stderr_sentence(upstream, noted))
+    for finding in findings:
         result.findings.append(finding)
         where = ""
         anomaly = finding.anomaly
@@ -529,7 +606,21 @@ def attribute(
             _app_verdict(result, upstream, upstream_conn) if result.findings else result
         )
     cbody = _client_body_for_diff(client, client_conn)
-    if response.range_start is not None:
+    content_types = field_values(response.headers, b"content-type")
+    if response.status == 206 and any(
+        t.lower().startswith(b"multipart/byteranges") for t in content_types
+    ):
+        # XXX: the parts of a multipart/byteranges body are not placed
+        # at their ranges, so there is nothing exact to compare.
+        result.verdict = "incomplete"
+        result.evidence.append(
+            "a 206 multipart/byteranges response: its parts are not "
+            "matched to the app's body, so it is not compared"
+        )
+        return result
+    if response.range_start is not None and upstream.status != 206:
+        # nginx cut the range from the app's whole body (RFC 9110
+        # section 14.2); an app that answered 206 itself sent the part.
         start = response.range_start
         ubody_cmp = _slice(ubody, start, start + len(cbody))
         result.evidence.append(
@@ -563,6 +654,19 @@ def attribute(
         )
         return result
     if result.findings:
+        if alignment is not None and alignment.regions:
+            # One hop is named per exchange, the first to damage it; what
+            # the proxy changed besides is told, not dropped.
+            later = [
+                _proxy_region(r, ubody_cmp, cbody, client_conn, upstream_conn)
+                for r in alignment.regions
+            ]
+            result.evidence.append(
+                f"besides the app's damage, the client's body departs from "
+                f"the app's in {len(later)} more place(s), after the "
+                "FastCGI leg:"
+            )
+            result.evidence.extend(_region_sentence(r) for r in later[:MAX_SPANS_TOLD])
         return _app_verdict(result, upstream, upstream_conn)
     if alignment is None:
         # HEAD: no body on either leg (RFC 9110 section 9.3.2); what can
@@ -665,6 +769,11 @@ def _app_verdict(
         if finding.name in ("fcgi.fin_before_end", "fcgi.content_length_mismatch"):
             kind = "truncate"
             length = max((declared or offset) - offset, 0)
+        elif finding.name == "fcgi.stderr_in_stdout" and offset >= len(body):
+            # The crash report came after the last body byte: the body
+            # stops there, and how much is missing is not known.
+            kind = "truncate"
+            length = max((declared or offset) - offset, 0)
         elif finding.name == "fcgi.header_in_stdout":
             # The look-alike header is itself body content: its eight
             # bytes (FastCGI 1.0 spec, section 3.3) are the region.
@@ -756,9 +865,13 @@ def _region_sentence(r: RegionEvidence) -> str:
             f"({_frames_phrase(r.upstream_frames)})"
         )
     if r.client_frames:
-        parts.append(
-            f"the client leg carried other bytes in {_frames_phrase(r.client_frames)}"
-        )
+        carried = {
+            "replace": "carried other bytes in",
+            "insert": "carried the extra bytes in",
+            "delete": "went on past the missing bytes in",
+            "truncate": "ended the body in",
+        }[r.kind]
+        parts.append(f"the client leg {carried} {_frames_phrase(r.client_frames)}")
     sentence = "; ".join(parts)
     if r.shapes:
         sentence += " (" + "; ".join(r.shapes) + ")"

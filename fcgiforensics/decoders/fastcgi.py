@@ -40,6 +40,7 @@ from .base import Direction
 from .body import Body, BodyBuilder
 
 __all__ = [
+    "CRASH_MARKERS",
     "FcgiType",
     "ROLE_RESPONDER",
     "ROLE_AUTHORIZER",
@@ -167,22 +168,34 @@ _EMBEDDED_TYPES = frozenset({FcgiType.END_REQUEST, FcgiType.STDOUT, FcgiType.STD
 # Text that application runtimes print when they fail.  Seen inside
 # STDOUT it means an error report went to the response instead of (or
 # besides) STDERR; flup's timeout message is listed because it reaches
-# STDOUT content only through misframing.
-_TRACEBACK_MARKERS = (
+# STDOUT content only through misframing.  Seen on STDERR while STDOUT
+# is open, it means the app failed in the middle of its response.
+CRASH_MARKERS = (
     b"Traceback (most recent call last):",
     b"Timeout Exceeded\n",
     b"PHP Fatal error:",
     b"PHP Parse error:",
-    b"PHP Warning:",
     b"<b>Fatal error</b>:",
-    b"<b>Warning</b>:",
+    b"<b>Parse error</b>:",
     b"Stack trace:\n#0 ",
     b'Exception in thread "',
 )
 
+# Warnings a runtime prints and then carries on: worth telling, not a
+# sign that the response was cut.
+_WARNING_MARKERS = (
+    b"PHP Warning:",
+    b"<b>Warning</b>:",
+)
+
+_TRACEBACK_MARKERS = (
+    *((m, "fcgi.traceback_in_stdout") for m in CRASH_MARKERS),
+    *((m, "fcgi.warning_in_stdout") for m in _WARNING_MARKERS),
+)
+
 # STDOUT bytes carried from one record to the next so that a header or
 # a marker split across records is still found.
-_CARRY = max(_HEADER_LEN, *(len(m) for m in _TRACEBACK_MARKERS)) - 1
+_CARRY = max(_HEADER_LEN, *(len(m) for m, _ in _TRACEBACK_MARKERS)) - 1
 
 
 # ---------------------------------------------------------------------------
@@ -516,7 +529,7 @@ class _Request:
         "carry",
         "carry_offsets",
         "embedded_reports",
-        "traceback_found",
+        "markers_found",
         "stderr",
         "stderr_ended",
         "stderr_limited",
@@ -560,7 +573,7 @@ class _Request:
         self.carry = b""
         self.carry_offsets: list[int] = []
         self.embedded_reports = 0
-        self.traceback_found = False
+        self.markers_found: set[str] = set()
         self.stderr = bytearray()
         self.stderr_ended = False
         self.stderr_limited = False
@@ -1585,22 +1598,24 @@ class FcgiDecoder:
                 h.offset,
             )
 
-        # Tracebacks and error reports printed into the response.
-        if not req.traceback_found:
-            for marker in _TRACEBACK_MARKERS:
-                p = window.find(marker, max(0, c - len(marker) + 1))
-                if p >= 0:
-                    req.traceback_found = True
-                    self._note(
-                        out,
-                        req,
-                        "fcgi.stderr_in_stdout",
-                        f"STDOUT record {rec.number} content holds "
-                        f"traceback-like text {marker[:24]!r}",
-                        rec.direction,
-                        where(p),
-                    )
-                    break
+        # Tracebacks and error reports printed into the response: each
+        # kind is told once per request.
+        for marker, name in _TRACEBACK_MARKERS:
+            if name in req.markers_found:
+                continue
+            p = window.find(marker, max(0, c - len(marker) + 1))
+            if p < 0:
+                continue
+            req.markers_found.add(name)
+            self._note(
+                out,
+                req,
+                name,
+                f"STDOUT record {rec.number} content holds "
+                f"error-report text {marker[:24]!r}",
+                rec.direction,
+                where(p),
+            )
 
         keep = min(_CARRY, len(window))
         req.carry = window[len(window) - keep :]

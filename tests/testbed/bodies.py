@@ -8,7 +8,7 @@ The query language, shared by all backends::
 
     /body?size=N&seed=S&mode=length|chunked&binary=0|1&digest=sha1|md5
          &lie=1&slow_ms=MS&chunk=BYTES
-         &fault=die|empty_stdout|stderr|fake_header&after=N
+         &fault=die|crash|empty_stdout|stderr|fake_header&after=N
 
 ``php/bodies.php`` is a port of :func:`make_body`; the two must give the
 same bytes, and a test pins that.
@@ -54,7 +54,7 @@ FAKE_RECORD_HEADER = bytes([1, 6, 0, 1, 0x10, 0x00, 0, 0])
 
 Mode = Literal["length", "chunked"]
 Digest = Literal["", "sha1", "md5"]
-Fault = Literal["", "die", "empty_stdout", "stderr", "fake_header"]
+Fault = Literal["", "die", "crash", "empty_stdout", "stderr", "fake_header"]
 
 
 def make_body(size: int, seed: int, *, text: bool = True) -> bytes:
@@ -124,7 +124,7 @@ class BodyQuery:
         body = self.generated()
         if self.lie and body:
             body = flip_middle_byte(body)
-        if self.fault == "die":
+        if self.fault in ("die", "crash"):
             return body[: self.after]
         if self.fault == "fake_header":
             cut = min(self.after, len(body))
@@ -134,7 +134,8 @@ class BodyQuery:
     def announced_length(self) -> int:
         """The Content-Length the app announces in ``mode=length``.
 
-        A dying app announces the whole body and then sends less.
+        A dying or crashing app announces the whole body and then sends
+        less.
         """
         extra = len(FAKE_RECORD_HEADER) if self.fault == "fake_header" else 0
         return self.size + extra
@@ -175,7 +176,7 @@ def parse_body_query(target: str) -> BodyQuery:
         raise ValueError(f"mode must be length or chunked, got {mode!r}")
     if digest not in ("", "sha1", "md5"):
         raise ValueError(f"digest must be sha1 or md5, got {digest!r}")
-    if fault not in ("", "die", "empty_stdout", "stderr", "fake_header"):
+    if fault not in ("", "die", "crash", "empty_stdout", "stderr", "fake_header"):
         raise ValueError(f"unknown fault {fault!r}")
     chunk = int(fields.get("chunk", "16384"))
     if chunk < 1:

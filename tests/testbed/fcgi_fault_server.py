@@ -15,8 +15,13 @@ The body and its headers follow :mod:`testbed.bodies`; the ``fault`` and
 ``fault=empty_stdout``
     Send an empty FCGI_STDOUT record (the end-of-stream mark of the
     FastCGI spec, section 3.3) after ``after`` bytes, then the rest.
+``fault=crash``
+    Send ``after`` body bytes, then a Python traceback on FCGI_STDERR,
+    then end the stream and the request normally, as flup does when the
+    application raises in the middle of its response.
 ``fault=stderr``
-    Put an FCGI_STDERR record between the STDOUT records at ``after``.
+    Put an FCGI_STDERR record (a notice, no crash) between the STDOUT
+    records at ``after``; the whole body follows.
 ``fault=fake_header``
     Write eight bytes shaped like a record header inside the STDOUT
     content at ``after`` (they are part of the body).
@@ -33,7 +38,7 @@ from dataclasses import dataclass, field
 
 from .bodies import BodyQuery, parse_body_query
 
-__all__ = ["STDERR_MESSAGE", "serve", "main"]
+__all__ = ["CRASH_MESSAGE", "STDERR_MESSAGE", "serve", "main"]
 
 # Record types and constants of the FastCGI 1.0 spec, sections 8 and 5.1.
 FCGI_VERSION_1 = 1
@@ -57,6 +62,13 @@ MAX_CONTENT = 65535
 
 # What ``fault=stderr`` writes on the error stream.
 STDERR_MESSAGE = b"fault server: stderr record between stdout records\n"
+
+# What ``fault=crash`` writes there: the shape of flup's report.
+CRASH_MESSAGE = (
+    b"Traceback (most recent call last):\n"
+    b'  File "fault_server.py", line 1, in respond\n'
+    b"RuntimeError: fault server: crashed mid-response\n"
+)
 
 _HEADER = struct.Struct(">BBHHBx")
 
@@ -192,7 +204,10 @@ def _respond(sock: socket.socket, request: _Request) -> bool:
     # puts the damage on a record boundary, except for fake_header whose
     # bytes live inside the content.
     plan = [_record(FCGI_STDOUT, rid, _cgi_head(query))]
-    if query.fault in ("empty_stdout", "stderr"):
+    if query.fault == "crash":
+        plan += _stdout_records(rid, body, query.chunk)
+        plan.append(_record(FCGI_STDERR, rid, CRASH_MESSAGE))
+    elif query.fault in ("empty_stdout", "stderr"):
         plan += _stdout_records(rid, body[:cut], query.chunk)
         if query.fault == "empty_stdout":
             plan.append(_record(FCGI_STDOUT, rid, b""))
