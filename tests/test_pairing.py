@@ -117,3 +117,25 @@ def test_known_offsets_join_the_estimate() -> None:
     """Offset samples from pairs made while reading count in the median."""
     result = pair_exchanges([], [], known_offsets=[5, 7, 9])
     assert result.clock_offset_ns == 7 and result.offset_samples == 3
+
+
+def test_many_requests_for_one_uri_behind_nat_pair_in_time_order() -> None:
+    """Thousands of requests for the same URI whose ports NAT rewrote pair
+    each with the upstream request nearest in time, one to one."""
+    n = 5000
+    result = pair_exchanges(
+        [client(i, 7000 + i % 50, "/same", i * 0.01) for i in range(n)],
+        [upstream(i, 40000 + i % 50, "/same", i * 0.01 + 0.003) for i in range(n)],
+    )
+    assert pairs(result) == {(i, i, "uri") for i in range(n)}
+
+
+def test_a_taken_neighbour_does_not_leave_a_request_unmatched() -> None:
+    """When the upstream requests nearest a client request in time are all
+    taken by closer ones, it still pairs with a farther free one."""
+    clients = [client(i, 7000, "/x", 1.0 + i * 0.001) for i in range(20)]
+    ups = [upstream(i, 40000, "/x", 1.0 + i * 0.001) for i in range(19)]
+    ups.append(upstream(19, 40000, "/x", 9.0))
+    result = pair_exchanges(clients, ups)
+    assert all(p.by == "uri" for p in result.pairs)
+    assert len(result.pairs) == 20

@@ -17,6 +17,7 @@ two different bodies and blame a hop for nothing.
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
@@ -124,22 +125,29 @@ def pair_exchanges(
     skew = offset or 0
 
     # Step 3: the same method and URI, nearest in time; then time alone
-    # where a side's method or URI is unknown.
-    for by, usable in (("uri", _same_request), ("time", _unknown_request)):
-        candidates = []
-        for c in client:
-            if c.index in matched:
-                continue
-            for u in upstream:
-                if u.index in taken or not usable(c, u):
-                    continue
-                distance = abs(u.time_ns - c.time_ns - skew)
-                if distance <= MAX_TIME_DISTANCE_NS:
-                    candidates.append((distance, c.index, u.index))
-        for _, ci, ui in sorted(candidates):
-            if ci not in matched and ui not in taken:
-                matched[ci] = (ui, by)
-                taken.add(ui)
+    # where a side's method or URI is unknown.  Requests are grouped by
+    # what they may match, so the work grows with the group, not with
+    # every client request times every upstream one.
+    uri_groups: dict[tuple[str, str], tuple[list[ClientRequest], list[UpstreamRequest]]]
+    uri_groups = defaultdict(lambda: ([], []))
+    for c in client:
+        if c.index not in matched and c.method is not None and c.uri is not None:
+            uri_groups[(c.method, c.uri)][0].append(c)
+    for u in upstream:
+        if u.index not in taken and u.method is not None and u.uri is not None:
+            uri_groups[(u.method, u.uri)][1].append(u)
+    for cs, us in uri_groups.values():
+        _match_nearest(cs, us, skew, "uri", matched, taken)
+
+    def known(r: ClientRequest | UpstreamRequest) -> bool:
+        return r.method is not None and r.uri is not None
+
+    unknown_c = [c for c in client if c.index not in matched and not known(c)]
+    unknown_u = [u for u in upstream if u.index not in taken and not known(u)]
+    rest_u = [u for u in upstream if u.index not in taken]
+    rest_c = [c for c in client if c.index not in matched and known(c)]
+    _match_nearest(unknown_c, rest_u, skew, "time", matched, taken)
+    _match_nearest(rest_c, unknown_u, skew, "time", matched, taken)
 
     # Step 4: one pair per client request, then the upstream leftovers.
     pairs = [
@@ -154,6 +162,53 @@ def pair_exchanges(
     return Pairing(tuple(pairs), offset, len(samples))
 
 
+#: How many upstream requests nearest in time each client request is
+#: weighed against per round.  The nearest match is always among them;
+#: the rounds repeat for the requests whose neighbours were all taken.
+NEIGHBOURS = 8
+
+
+def _match_nearest(
+    cs: Sequence[ClientRequest],
+    us: Sequence[UpstreamRequest],
+    skew: int,
+    by: str,
+    matched: dict[int, tuple[int, str]],
+    taken: set[int],
+) -> None:
+    """Pair ``cs`` with ``us``, closest in time (after ``skew``) first.
+
+    Each round weighs every free client request against its
+    :data:`NEIGHBOURS` nearest free upstream requests on either side in
+    time, and takes pairs in order of distance; a round that pairs
+    nothing ends the search.
+    """
+    while True:
+        free_u = sorted(
+            (u for u in us if u.index not in taken), key=lambda u: u.time_ns
+        )
+        free_c = [c for c in cs if c.index not in matched]
+        if not free_u or not free_c:
+            return
+        times = [u.time_ns for u in free_u]
+        candidates = []
+        for c in free_c:
+            t = c.time_ns + skew
+            i = bisect.bisect_left(times, t)
+            for j in range(max(0, i - NEIGHBOURS), min(len(free_u), i + NEIGHBOURS)):
+                distance = abs(times[j] - t)
+                if distance <= MAX_TIME_DISTANCE_NS:
+                    candidates.append((distance, c.index, free_u[j].index))
+        progress = False
+        for _, ci, ui in sorted(candidates):
+            if ci not in matched and ui not in taken:
+                matched[ci] = (ui, by)
+                taken.add(ui)
+                progress = True
+        if not progress:
+            return
+
+
 def _same_request(c: ClientRequest, u: UpstreamRequest) -> bool:
     return (
         c.method is not None
@@ -161,12 +216,6 @@ def _same_request(c: ClientRequest, u: UpstreamRequest) -> bool:
         and c.uri is not None
         and c.uri == u.uri
     )
-
-
-def _unknown_request(c: ClientRequest, u: UpstreamRequest) -> bool:
-    known_c = c.method is not None and c.uri is not None
-    known_u = u.method is not None and u.uri is not None
-    return not (known_c and known_u)
 
 
 def _unique_uri_offsets(
