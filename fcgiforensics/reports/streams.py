@@ -12,16 +12,43 @@ from ..reassembly import Connection, HalfStream
 __all__ = ["connection_row", "streams_json", "streams_text"]
 
 
+#: How many bytes of each copy of a conflicting retransmission the JSON
+#: shows: enough to see the difference, not a dump of the stream.
+CONFLICT_BYTES_SHOWN = 64
+
+
+def _maybe_number(ref: int | None) -> int | None:
+    return None if ref is None else frame_number(ref)
+
+
 def _half_row(half: HalfStream) -> dict[str, Any]:
     return {
         "bytes": half.length,
         "packets": half.packets,
         "gaps": [
-            {"offset": g.offset, "length": g.length, "reason": g.reason}
+            {
+                "offset": g.offset,
+                "length": g.length,
+                "reason": g.reason,
+                "before_frame": _maybe_number(g.before_frame),
+                "after_frame": _maybe_number(g.after_frame),
+            }
             for g in half.gaps
         ],
         "unobserved_bytes": sum(g.length for g in half.gaps),
         "conflicts": len(half.conflicts),
+        "conflicting_copies": [
+            {
+                "offset": c.offset,
+                "length": max(len(c.first), len(c.second)),
+                "first_frames": [frame_number(f) for f in c.first_frames],
+                "second_frame": frame_number(c.second_frame),
+                "receiver_kept": c.receiver_kept,
+                "first_hex": c.first[:CONFLICT_BYTES_SHOWN].hex(),
+                "second_hex": c.second[:CONFLICT_BYTES_SHOWN].hex(),
+            }
+            for c in half.conflicts
+        ],
         "retransmissions": half.retransmissions,
         "out_of_order": half.out_of_order,
         "keepalives": half.keepalives,
@@ -41,6 +68,7 @@ def connection_row(conn: Connection) -> dict[str, Any]:
         "last_frame": frame_number(conn.last_frame),
         "start": ns_to_iso(conn.first_time),
         "end": ns_to_iso(conn.last_time),
+        "seconds": (conn.last_time - conn.first_time) / 1e9,
         "midstream": conn.midstream,
         "to_server": _half_row(conn.to_server),
         "to_client": _half_row(conn.to_client),
@@ -87,7 +115,8 @@ def streams_text(doc: dict[str, Any]) -> str:
             lines.append(f"  ! {text}")
         head = (
             f"  {'#':>4}  {'connection':<44} {'c->s bytes':>10} "
-            f"{'s->c bytes':>10}  {'frames':<13} anomalies"
+            f"{'s->c bytes':>10}  {'frames':<13} {'start (UTC)':<15} "
+            f"{'seconds':>8}  anomalies"
         )
         lines.append(head)
         for row in cap["connections"]:
@@ -99,6 +128,7 @@ def streams_text(doc: dict[str, Any]) -> str:
                 f"  {row['index']:>4}  {row['connection']:<44} "
                 f"{row['to_server']['bytes']:>10} "
                 f"{row['to_client']['bytes']:>10}  {frames:<13} "
+                f"{row['start'][11:26]:<15} {row['seconds']:>8.3f}  "
                 f"{names or '-'}"
             )
         lines.append("")
