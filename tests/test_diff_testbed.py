@@ -145,6 +145,28 @@ def test_relay_damage_to_length_bodies_is_blamed_on_the_proxy(
 
 
 @pytest.mark.testbed
+def test_any_interface_captures_give_the_same_verdicts(tmp_path: Path) -> None:
+    """Both legs captured with ``tcpdump -i any`` (Linux cooked headers)
+    give the exact proxy region and ok verdicts that ``-i lo`` gives."""
+    _needs_testbed("flup")
+    faults = [RelayFault("overwrite", 3000, 8, uri_contains="seed=21&")]
+    uris = [f"/body?size=10000&seed={seed}&binary=1" for seed in (20, 21, 22)]
+    with Testbed(tmp_path, relay_faults=faults, any_iface=True) as tb:
+        for uri in uris:
+            tb.fetch(uri, headers=CLOSE)
+    cooked = {dpkt.pcap.DLT_LINUX_SLL, 276}  # 276: LINKTYPE_LINUX_SLL2
+    for path in (tb.client_pcap, tb.upstream_pcap):
+        linktypes = {f.linktype for f in _frames(path)}
+        assert linktypes and linktypes <= cooked
+
+    exchanges = _by_uri(_analyze(tb))
+    _assert_proxy(exchanges[uris[1]])
+    assert _regions(exchanges[uris[1]]) == [(3000, 8, "replace")]
+    _assert_ok(exchanges[uris[0]])
+    _assert_ok(exchanges[uris[2]])
+
+
+@pytest.mark.testbed
 @pytest.mark.parametrize("backend", ["flup", "php"])
 def test_relay_damage_to_chunked_bodies_is_blamed_on_the_proxy(
     tmp_path: Path, backend: BackendKind
