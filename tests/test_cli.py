@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+import gzip
 import json
 import random
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from fcgiforensics.testing import two_leg_exchanges, write_pcap
+from fcgiforensics.cli import commands
+from fcgiforensics.cli.main import build_parser, main
+from fcgiforensics.testing import (
+    two_leg_exchanges,
+    write_pcap,
+    write_pcapng,
+)
 
 from .report_contract import check_report
 
@@ -194,3 +204,153 @@ def test_limit_options_cut_bodies_with_an_anomaly(
     assert run("diff", "--max-pending", "0", str(client)).returncode == 2
     ok = run("diff", "--max-pending", "1", "--json", str(client), str(upstream))
     assert ok.returncode == 0
+
+
+def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line a failed in-process run wrote on stderr."""
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _help_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The top-level parser and each subcommand's, by the prog they show."""
+    parser = build_parser()
+    found = {parser.prog: parser}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found.update({p.prog: p for p in action.choices.values()})
+    return found
+
+
+def _help_examples() -> list[tuple[str, list[str]]]:
+    """Every ``fcgiforensics ...`` line of every help epilog, as argv words.
+
+    A continued line (ending in a backslash) is joined to the next, and a
+    shell redirection or pipe ends the command.
+    """
+    examples = []
+    for prog, parser in _help_parsers().items():
+        text = (parser.epilog or "").replace("\\\n", " ")
+        for line in text.splitlines():
+            if not line.startswith("  fcgiforensics "):
+                continue
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            words = list(lexer)
+            for stop in ("|", ">", ">>", "<"):
+                if stop in words:
+                    words = words[: words.index(stop)]
+            examples.append((prog, words))
+    return examples
+
+
+def test_every_help_text_has_examples() -> None:
+    """The top-level help and each subcommand's help give at least one
+    example of that command."""
+    progs = {prog for prog, _ in _help_examples()}
+    assert progs == set(_help_parsers())
+
+
+@pytest.mark.parametrize(
+    ("prog", "words"),
+    _help_examples(),
+    ids=[" ".join(words[1:])[:50] for _, words in _help_examples()],
+)
+def test_help_example_parses_and_runs(
+    prog: str,
+    words: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each example in a help text parses with the real parser, as the
+    command of the help it is in, and runs to exit 0 or 1 on captures
+    made under the file names it uses."""
+    assert words[0] == "fcgiforensics"
+    args = build_parser().parse_args(words[1:])
+    if prog != "fcgiforensics":
+        assert prog == f"fcgiforensics {args.command}"
+    if "--html" in words:
+        pytest.importorskip("pandas")
+        pytest.importorskip("matplotlib")
+
+    # Every capture named holds both legs of three exchanges, so that any
+    # file can stand for either leg and --body 3 exists.
+    client, upstream = two_leg_exchanges(BODIES)
+    both = sorted(client + upstream, key=lambda f: f.ts_ns)
+    monkeypatch.chdir(tmp_path)
+    for word in words:
+        if not re.search(r"\.pcap(ng)?(\.gz)?$", word):
+            continue
+        plain = word.removesuffix(".gz")
+        if plain.endswith(".pcapng"):
+            write_pcapng(plain, both)
+        else:
+            write_pcap(plain, both)
+        if word.endswith(".gz"):
+            data = Path(plain).read_bytes()
+            Path(plain).unlink()
+            Path(word).write_bytes(gzip.compress(data))
+    assert main(words[1:]) in (0, 1), capsys.readouterr().err
+    assert capsys.readouterr().err == ""
+
+
+def test_unexpected_exception_is_an_internal_error_with_status_3(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A bug exits 3, never 1 ("corrupted"), with one line naming the
+    exception; --debug lets the exception through instead."""
+
+    def broken(args: argparse.Namespace) -> int:
+        raise RuntimeError("no such\nstate")
+
+    monkeypatch.setattr(commands, "run_streams", broken)
+    assert main(["streams", str(tmp_path / "any.pcap")]) == 3
+    assert _stderr_line(capsys) == (
+        "fcgiforensics: internal error: RuntimeError: no such state "
+        "(run again with --debug for a traceback; please report it)"
+    )
+    with pytest.raises(RuntimeError):
+        main(["--debug", "streams", str(tmp_path / "any.pcap")])
+
+
+def test_keyboard_interrupt_is_not_an_internal_error(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C still exits 130, not 3."""
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "run_streams", interrupted)
+    assert main(["streams", str(tmp_path / "any.pcap")]) == 130
+    assert "internal error" not in capsys.readouterr().err
+
+
+USAGE_ERRORS = [
+    [],
+    ["nosuch"],
+    ["streams"],
+    ["diff", "--no-such-option", "x"],
+    ["diff", "--fastcgi-port", "70000", "c.pcap"],
+    ["diff", "--max-body", "nan", "c.pcap"],
+    ["diff", "--max-pending", "0", "c.pcap"],
+    ["http", "--body", "abc", "c.pcap"],
+]
+
+
+@pytest.mark.parametrize("argv", USAGE_ERRORS, ids=lambda a: " ".join(a) or "none")
+def test_usage_error_is_one_line_and_status_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad command line is one stderr line pointing at the command's
+    --help, and exit 2."""
+    assert main(argv) == 2
+    line = _stderr_line(capsys)
+    assert re.fullmatch(r"fcgiforensics: .+ \(see fcgiforensics( \w+)? --help\)", line)
