@@ -2,7 +2,8 @@
 
 Damage *inside* a capture is not an error: it becomes an :class:`Anomaly`
 and the run goes on.  These classes are for input that cannot be read at
-all, or a command line that makes no sense.
+all, an output file that cannot be written, or a command line that
+makes no sense.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ __all__ = [
     "FcgiForensicsError",
     "CaptureError",
     "CaptureFormatError",
+    "OutputError",
     "UsageError",
     "StrictModeError",
 ]
@@ -54,6 +56,24 @@ class CaptureError(FcgiForensicsError):
 
 class CaptureFormatError(CaptureError):
     """The file is not a capture this tool can read (wrong magic, bad header)."""
+
+
+class OutputError(FcgiForensicsError):
+    """A file the user asked for cannot be written.
+
+    ``option`` is the command-line option that named it (``--html``,
+    ``-o``), when there is one.
+    """
+
+    def __init__(self, path: str, reason: str, *, option: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.option = option
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        named = f"{self.option} {self.path}" if self.option else self.path
+        return f"{named}: cannot write it: {self.reason}"
 
 
 class UsageError(FcgiForensicsError):

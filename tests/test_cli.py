@@ -17,6 +17,8 @@ import pytest
 from fcgiforensics.cli import commands
 from fcgiforensics.cli.main import build_parser, main
 from fcgiforensics.testing import (
+    Conversation,
+    http_request,
     two_leg_exchanges,
     write_pcap,
     write_pcapng,
@@ -214,6 +216,47 @@ def _stderr_line(capsys: pytest.CaptureFixture[str]) -> str:
     return lines[0]
 
 
+def test_body_of_a_request_without_response_is_one_line_and_status_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``http --body ID -o FILE`` on a request the capture has no response
+    to says so in one line, exits 2 and writes no file."""
+    conv = Conversation(
+        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
+    )
+    conv.handshake()
+    conv.send_to_server(http_request("GET", "/lost"))
+    conv.close()
+    write_pcap(str(tmp_path / "c.pcap"), conv.frames())
+    out = tmp_path / "body.bin"
+    status = main(["http", str(tmp_path / "c.pcap"), "--body", "1", "-o", str(out)])
+    assert status == 2
+    line = _stderr_line(capsys)
+    assert "--body 1" in line and "GET /lost" in line and "no response" in line
+    assert not out.exists()
+
+
+def test_body_output_that_cannot_be_written_fails_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o`` into a missing directory is one line and exit 2, found before
+    the capture is read (here the capture does not even exist)."""
+    target = tmp_path / "no" / "such" / "body.bin"
+    missing = str(tmp_path / "missing.pcap")
+    assert main(["http", missing, "--body", "1", "-o", str(target)]) == 2
+    line = _stderr_line(capsys)
+    assert str(target) in line and "missing.pcap" not in line
+
+
+def test_output_without_body_is_a_usage_error(
+    clean_pair: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``-o`` alone would be ignored, so it is refused: exit 2, one line."""
+    client, _ = clean_pair
+    assert main(["http", str(client), "-o", str(client.parent / "x.bin")]) == 2
+    assert "--body" in _stderr_line(capsys)
+
+
 def _help_parsers() -> dict[str, argparse.ArgumentParser]:
     """The top-level parser and each subcommand's, by the prog they show."""
     parser = build_parser()
@@ -297,6 +340,46 @@ def test_help_example_parses_and_runs(
     assert capsys.readouterr().err == ""
 
 
+def test_help_gives_exit_status_3() -> None:
+    """The top-level help and diff's help list exit status 3, a bug."""
+    parsers = _help_parsers()
+    assert "3   internal error" in (parsers["fcgiforensics"].epilog or "")
+    assert "3 internal error" in (parsers["fcgiforensics diff"].epilog or "")
+
+
+def test_html_to_a_missing_directory_fails_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``diff --html`` into a directory that does not exist is one line and
+    exit 2 (not 1, "corrupted"), found before the captures are read."""
+    target = tmp_path / "no" / "dir" / "r.html"
+    missing = str(tmp_path / "missing.pcap")
+    assert main(["diff", "--html", str(target), missing, missing]) == 2
+    line = _stderr_line(capsys)
+    assert str(target) in line and "missing.pcap" not in line
+    assert main(["diff", "--html", str(tmp_path), missing]) == 2
+    assert "directory" in _stderr_line(capsys)
+
+
+def test_html_without_the_notebook_extra_names_the_install(
+    clean_pair: tuple[Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without pandas, ``--html`` says in one line to install the notebook
+    extra and exits 2, before reading and without writing the page."""
+    for name in list(sys.modules):
+        if name.startswith(("fcgiforensics.notebook", "fcgiforensics.reports.html")):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    out = tmp_path / "r.html"
+    assert main(["diff", "--html", str(out), *map(str, clean_pair)]) == 2
+    line = _stderr_line(capsys)
+    assert "pip install 'fcgiforensics[notebook]'" in line
+    assert not out.exists()
+
+
 def test_unexpected_exception_is_an_internal_error_with_status_3(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -338,10 +421,26 @@ USAGE_ERRORS = [
     ["nosuch"],
     ["streams"],
     ["diff", "--no-such-option", "x"],
+    ["diff", "--digest-header", ":", "c.pcap"],
+    ["diff", "--digest-header", "", "c.pcap"],
+    ["diff", "--digest-header", "X-Sum:", "c.pcap"],
+    ["diff", "--digest-header", "Two Words", "c.pcap"],
+    ["diff", "--digest-header", "X:nohash", "c.pcap"],
+    ["diff", "--digest-header", "X:shake_128", "c.pcap"],
+    ["diff", "--http-port", "", "c.pcap"],
+    ["diff", "--http-port", ",", "c.pcap"],
+    ["diff", "--http-port", "\xb9\xb2", "c.pcap"],
     ["diff", "--fastcgi-port", "70000", "c.pcap"],
     ["diff", "--max-body", "nan", "c.pcap"],
+    ["diff", "--max-body", "1e-9", "c.pcap"],
     ["diff", "--max-pending", "0", "c.pcap"],
+    ["diff", "--html", "", "c.pcap"],
+    ["diff", "-c", "", "u.pcap"],
+    ["diff", ""],
+    ["http", "--body", "0", "c.pcap"],
     ["http", "--body", "abc", "c.pcap"],
+    ["http", "--body", "\xb9", "c.pcap"],
+    ["fcgi", "--body", "1", "-o", "", "u.pcap"],
 ]
 
 
@@ -349,8 +448,8 @@ USAGE_ERRORS = [
 def test_usage_error_is_one_line_and_status_2(
     argv: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A bad command line is one stderr line pointing at the command's
-    --help, and exit 2."""
+    """A bad command line, empty and invalid option values included, is
+    one stderr line pointing at the command's --help, and exit 2."""
     assert main(argv) == 2
     line = _stderr_line(capsys)
     assert re.fullmatch(r"fcgiforensics: .+ \(see fcgiforensics( \w+)? --help\)", line)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import re
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..capture.leg import follow_leg
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from ..frames import frame_number
 from ..reassembly import Reassembler
 from ..reports.streams import streams_json, streams_text
@@ -18,6 +21,7 @@ from .progress import Progress
 # The decoders, attribution and reports are imported by the commands that
 # use them, so that `streams` starts without them (about 0.1 s).
 if TYPE_CHECKING:
+    from ..analysis import Analysis
     from ..legs import Leg, LegOptions
 
 __all__ = ["register"]
@@ -30,13 +34,23 @@ def _emit_json(doc: dict[str, Any]) -> None:
     sys.stdout.write("\n")
 
 
+# A field name is a token (RFC 9110 §5.6.2).
+_FIELD_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _ascii_digits(text: str) -> bool:
+    """True for a non-empty run of 0-9 (``str.isdigit`` takes ``²`` too)."""
+    return text.isascii() and text.isdigit()
+
+
 def _ports(text: str) -> frozenset[int]:
-    try:
-        ports = frozenset(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
+    items = [p.strip() for p in text.split(",")]
+    # Five digits hold every port; longer runs are refused before int().
+    if not all(_ascii_digits(p) and len(p) <= 5 for p in items):
         raise argparse.ArgumentTypeError(
             f"expected comma-separated port numbers, got {text!r}"
-        ) from None
+        )
+    ports = frozenset(int(p) for p in items)
     if any(not 0 < p < 65536 for p in ports):
         raise argparse.ArgumentTypeError(f"port out of range in {text!r}")
     return ports
@@ -44,14 +58,81 @@ def _ports(text: str) -> frozenset[int]:
 
 def _mebibytes(text: str) -> int:
     try:
-        value = float(text)
+        value = float(text) if text.isascii() else None
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a size in MiB, got {text!r}"
-        ) from None
-    if not 0 < value <= 1 << 20:
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a size in MiB, got {text!r}")
+    # Below one byte the limit would be 0, which reads as "no limit given".
+    if not 1 <= value * 1024 * 1024 <= 1 << 40:
         raise argparse.ArgumentTypeError(f"size out of range: {text!r}")
     return int(value * 1024 * 1024)
+
+
+def _message_id(text: str) -> int:
+    """A message number of ``--body``: 1 for the first."""
+    if not _ascii_digits(text) or len(text) > 18 or int(text) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected a message number from 1, got {text!r}"
+        )
+    return int(text)
+
+
+def _file_name(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("empty file name")
+    return text
+
+
+def _digest_header(text: str) -> str:
+    """``NAME`` or ``NAME:ALGO``, checked now rather than after the reading."""
+    from ..attribution import parse_digest_spec
+
+    name, colon, algo = text.partition(":")
+    if not _FIELD_NAME_RE.fullmatch(name.strip()):
+        raise argparse.ArgumentTypeError(
+            f"expected a header name, then optionally ':' and a hash, got {text!r}"
+        )
+    if colon and not algo.strip():
+        raise argparse.ArgumentTypeError(f"no hash algorithm after ':' in {text!r}")
+    try:
+        spec = parse_digest_spec(text)
+        if spec.algorithm is not None:
+            # Some listed names lack a provider in this OpenSSL.
+            hashlib.new(spec.algorithm).digest()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    except TypeError:  # shake_128 and shake_256 have no fixed size
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {spec.algorithm} has no fixed digest size"
+        ) from None
+    return text
+
+
+def _check_writable(path: str, option: str) -> None:
+    """Fail now, not after the whole reading, if ``path`` cannot be written."""
+    reason = None
+    parent = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        reason = "it is a directory"
+    elif os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            reason = "permission denied"
+    elif not os.path.isdir(parent):
+        reason = f"there is no directory {parent}"
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        reason = f"permission denied in {parent}"
+    if reason is not None:
+        raise OutputError(path, reason, option=option)
+
+
+def _write_file(path: str, option: str, write: Callable[[str], None]) -> None:
+    """Run ``write(path)``; a failure to write is one line, not a traceback."""
+    try:
+        write(path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputError(path, reason, option=option) from None
 
 
 def _leg_options(args: argparse.Namespace) -> LegOptions:
@@ -141,12 +222,28 @@ def _frames_of(conn: Any, direction: int, start: int, end: int) -> list[int]:
     return [frame_number(f) for f in conn.halves[direction].frames_for(start, end)]
 
 
-def _write_body(args: argparse.Namespace, bodies: list[Any]) -> int:
+def _check_body_options(args: argparse.Namespace) -> None:
+    """``-o`` goes with ``--body``; its file must be writable before reading."""
+    if args.output is not None and args.body is None:
+        raise UsageError("-o says where --body writes: give --body ID too")
+    if args.output not in (None, "-"):
+        _check_writable(args.output, "-o")
+
+
+def _write_body(
+    args: argparse.Namespace, bodies: list[Any], rows: list[dict[str, Any]]
+) -> int:
     if not 1 <= args.body <= len(bodies):
         raise UsageError(
             f"--body {args.body}: there are {len(bodies)} messages (numbered from 1)"
         )
     body = bodies[args.body - 1]
+    if body is None:
+        row = rows[args.body - 1]
+        raise UsageError(
+            f"--body {args.body}: {row['method']} {row['uri']} has no response "
+            "in the capture, so there is no body to write"
+        )
     if not body.fully_observed:
         # The bytes must keep their offsets, so the holes are written as
         # zero bytes; say exactly where, so nobody reads them as content.
@@ -160,8 +257,12 @@ def _write_body(args: argparse.Namespace, bodies: list[Any]) -> int:
     if args.output in (None, "-"):
         sys.stdout.buffer.write(body.data)
     else:
-        with open(args.output, "wb") as out:
-            out.write(body.data)
+
+        def write(path: str) -> None:
+            with open(path, "wb") as out:
+                out.write(body.data)
+
+        _write_file(args.output, "-o", write)
     return 0
 
 
@@ -176,7 +277,7 @@ def _listing(
 ) -> int:
     """The end of ``http`` and ``fcgi``: a body, the JSON, or a table."""
     if args.body is not None:
-        return _write_body(args, bodies)
+        return _write_body(args, bodies, rows)
     if args.json:
         _emit_json(
             {
@@ -208,6 +309,7 @@ def _listing(
 
 
 def run_http(args: argparse.Namespace) -> int:
+    _check_body_options(args)
     leg = _read(args)
     rows: list[dict[str, Any]] = []
     bodies = []
@@ -246,6 +348,7 @@ def run_http(args: argparse.Namespace) -> int:
 
 
 def run_fcgi(args: argparse.Namespace) -> int:
+    _check_body_options(args)
     leg = _read(args)
     rows: list[dict[str, Any]] = []
     bodies = []
@@ -291,6 +394,21 @@ def run_fcgi(args: argparse.Namespace) -> int:
 # -- diff --------------------------------------------------------------------
 
 
+def _html_writer(path: str) -> Callable[[Analysis, str], None]:
+    """The HTML report writer, once ``path`` and the libraries are known
+    to be there: both are checked before the captures are read."""
+    _check_writable(path, "--html")
+    try:
+        from ..reports.html_report import write_html
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in ("pandas", "matplotlib"):
+            raise
+        raise UsageError(
+            "--html needs pandas and matplotlib: pip install 'fcgiforensics[notebook]'"
+        ) from None
+    return write_html
+
+
 def run_diff(args: argparse.Namespace) -> int:
     from ..analysis import AnalysisOptions, analyze
     from ..attribution import parse_digest_spec
@@ -314,16 +432,15 @@ def run_diff(args: argparse.Namespace) -> int:
         digests = tuple(parse_digest_spec(d) for d in args.digest_header)
     except ValueError as exc:
         raise UsageError(f"--digest-header: {exc}") from None
+    write_html = _html_writer(args.html) if args.html is not None else None
     options = AnalysisOptions(
         digests=digests, leg=_leg_options(args), keep_bodies=False
     )
     bar = Progress("reading captures")
     analysis = analyze(client, upstream or None, options, progress=bar)
     bar.done()
-    if args.html:
-        from ..reports.html_report import write_html
-
-        write_html(analysis, args.html)
+    if write_html is not None:
+        _write_file(args.html, "--html", lambda path: write_html(analysis, path))
     if args.json:
         _emit_json(report_json(analysis))
     else:
@@ -358,7 +475,8 @@ def register(sub: Any) -> None:
         ),
         epilog=(
             "exit status: 0 no exchange corrupted, 1 at least one\n"
-            "corrupted, 2 unreadable input or bad usage.\n\n"
+            "corrupted, 2 unreadable input, unwritable output or bad\n"
+            "usage, 3 internal error (a bug: run again with --debug).\n\n"
             "examples:\n"
             "  fcgiforensics diff client.pcap upstream.pcap\n"
             "  fcgiforensics diff any.pcapng --json > report.json\n"
@@ -369,6 +487,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "legs",
         nargs="*",
+        type=_file_name,
         metavar="CAPTURE",
         help="CLIENT [UPSTREAM]: the client-leg capture, then the "
         "upstream-leg capture (omit it when one file has both)",
@@ -378,6 +497,7 @@ def register(sub: Any) -> None:
         "--client",
         action="append",
         default=[],
+        type=_file_name,
         metavar="FILE",
         help="a client-leg file; repeat for rotated captures, merged in time order",
     )
@@ -386,6 +506,7 @@ def register(sub: Any) -> None:
         "--upstream",
         action="append",
         default=[],
+        type=_file_name,
         metavar="FILE",
         help="an upstream-leg file; repeatable",
     )
@@ -393,6 +514,7 @@ def register(sub: Any) -> None:
         "--digest-header",
         action="append",
         default=[],
+        type=_digest_header,
         metavar="NAME[:ALGO]",
         help="a response header in which the app declares its "
         "body's digest, hex or base64 (e.g. X-Body-SHA1, "
@@ -403,7 +525,11 @@ def register(sub: Any) -> None:
         "--json", action="store_true", help="print the fcgiforensics.diff/1 JSON report"
     )
     p.add_argument(
-        "--html", metavar="FILE", help="also write a self-contained HTML report"
+        "--html",
+        type=_file_name,
+        metavar="FILE",
+        help="also write a self-contained HTML report (needs the notebook "
+        "extra: pip install 'fcgiforensics[notebook]')",
     )
     _add_leg_options(p)
     p.set_defaults(run=run_diff)
@@ -426,6 +552,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "files",
         nargs="+",
+        type=_file_name,
         metavar="FILE",
         help="pcap or pcapng file, optionally gzip-compressed",
     )
@@ -461,7 +588,7 @@ def register(sub: Any) -> None:
                 f"  fcgiforensics {name} leg.pcap --body 3 -o body.bin"
             ),
         )
-        p.add_argument("files", nargs="+", metavar="FILE")
+        p.add_argument("files", nargs="+", type=_file_name, metavar="FILE")
         p.add_argument(
             "--json",
             action="store_true",
@@ -469,13 +596,14 @@ def register(sub: Any) -> None:
         )
         p.add_argument(
             "--body",
-            type=int,
+            type=_message_id,
             metavar="ID",
             help="write the rebuilt body of message ID (from 1) instead of the listing",
         )
         p.add_argument(
             "-o",
             "--output",
+            type=_file_name,
             metavar="FILE",
             help="where --body writes (default: standard output)",
         )
