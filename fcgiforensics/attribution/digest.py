@@ -53,10 +53,17 @@ class DeclaredDigest:
 def parse_digest_spec(text: str) -> DigestSpec:
     """``X-Body-SHA1`` or ``X-Checksum:sha256`` -> DigestSpec."""
     name, _, given = text.partition(":")
+    name = name.strip()
+    if not name or any(c.isspace() for c in name):
+        raise ValueError(f"a digest header needs a field name, not {name!r}")
     algo = given.strip().lower().replace("-", "") or None
-    if algo is not None and algo not in hashlib.algorithms_available:
+    if algo is not None and (
+        algo not in hashlib.algorithms_available or algo.startswith("shake")
+    ):
+        # SHAKE digests have no fixed size, so a header value alone
+        # cannot be checked against one.
         raise ValueError(f"unknown hash algorithm {algo!r}")
-    return DigestSpec(name.strip(), algo)
+    return DigestSpec(name, algo)
 
 
 def _guess_algorithm(header: str, size: int) -> str | None:
