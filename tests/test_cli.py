@@ -453,3 +453,27 @@ def test_usage_error_is_one_line_and_status_2(
     assert main(argv) == 2
     line = _stderr_line(capsys)
     assert re.fullmatch(r"fcgiforensics: .+ \(see fcgiforensics( \w+)? --help\)", line)
+
+
+@pytest.mark.parametrize(
+    "name", ["relay-overwrite", "app-digest-lie", "app-fault", "clean-gzip", "lossy"]
+)
+def test_json_of_each_shipped_sample_honours_the_contract(name: str) -> None:
+    """``diff --json`` on every committed capture pair passes the
+    REPORT.md checker, with the exit status its verdicts call for."""
+    root = Path(__file__).resolve().parent.parent
+    expected = json.loads((root / "captures" / "expected.json").read_text())
+    pair = expected["pairs"][name]
+    digests = [f"--digest-header={d}" for d in pair["digest_headers"]]
+    folder = root / "captures" / name
+    result = run(
+        "diff",
+        "--json",
+        *digests,
+        str(folder / "client.pcap"),
+        str(folder / "upstream.pcap"),
+    )
+    doc = json.loads(result.stdout)
+    check_report(doc)
+    assert doc["summary"] == pair["summary"]
+    assert result.returncode == (1 if pair["summary"]["corrupted"] else 0)
