@@ -494,3 +494,248 @@ def test_an_anomaly_told_early_and_again_in_its_request_counts_once() -> None:
     counts = analysis.upstream_leg.anomaly_counts()
     assert counts["fcgi.stderr_in_stdout"] == 2
     assert counts["fcgi.fin_before_end"] == 1
+
+
+# -- the text report -------------------------------------------------------
+
+
+def write_app_cut(folder: Path, length: int, cut: int) -> tuple[Path, Path]:
+    """One exchange whose app declares a Content-Length of ``length``,
+    sends ``cut`` body bytes and closes with no END_REQUEST; nginx passes
+    on what it got and closes too."""
+    from fcgiforensics.testing import (
+        ACK,
+        FIN,
+        Conversation,
+        fcgi_record,
+        fcgi_request,
+        http_request,
+    )
+
+    body = bytes(random.Random(length).choice(b"abcdefgh\n") for _ in range(length))
+    c = Conversation(
+        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
+    )
+    u = Conversation(
+        client="127.0.0.1",
+        client_port=42000,
+        server="127.0.0.1",
+        server_port=9000,
+        start_ns=c.start_ns + 100_000,
+    )
+    c.handshake()
+    u.handshake()
+    get = http_request("GET", "/cut")
+    c.send_to_server(get)
+    request = fcgi_request(
+        1,
+        {
+            "REQUEST_METHOD": "GET",
+            "REQUEST_URI": "/cut",
+            "REMOTE_ADDR": "192.0.2.10",
+            "REMOTE_PORT": "51000",
+        },
+    )
+    u.send_to_server(request)
+    stdout = b"Content-Length: %d\r\n\r\n" % length + body[:cut]
+    records = b"".join(
+        fcgi_record(6, 1, stdout[i : i + 8000]) for i in range(0, len(stdout), 8000)
+    )
+    u.send_to_client(records)
+    u.raw(False, len(records), b"", FIN | ACK)  # the app closes first
+    u.raw(True, len(request), b"", FIN | ACK)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length
+    c.send_to_client(head + body[:cut])
+    c.raw(False, len(head) + cut, b"", FIN | ACK)
+    c.raw(True, len(get), b"", FIN | ACK)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_pcap(str(folder / "c.pcap"), c.frames())
+    write_pcap(str(folder / "u.pcap"), u.frames())
+    return folder / "c.pcap", folder / "u.pcap"
+
+
+def _region_block(text: str, exchange_id: int) -> list[str]:
+    """The lines of the report's region 1 of one exchange."""
+    lines = text.splitlines()
+    start = lines.index(
+        next(x for x in lines if x.startswith(f"exchange {exchange_id}:"))
+    )
+    block = lines[start:]
+    first = next(i for i, x in enumerate(block) if x.startswith("  region 1:"))
+    end = next((i for i, x in enumerate(block) if not x.strip()), len(block))
+    return block[first:end]
+
+
+def _damaged_pair(
+    tmp_path: Path, seen: bytes, split: bool = False
+) -> tuple[list[str], list[str]]:
+    """Two exchanges of 30,000 bytes, the client's copy of the second
+    replaced by ``seen``; ``split`` writes the client leg as two rotated
+    files, the second from the second response on."""
+    bodies = [random.Random(i).randbytes(30_000) for i in range(2)]
+    client, upstream = two_leg_exchanges(bodies, client_bodies=[bodies[0], seen])
+    write_pcap(str(tmp_path / "u.pcap"), upstream)
+    if not split:
+        write_pcap(str(tmp_path / "c.pcap"), client)
+        return [str(tmp_path / "c.pcap")], [str(tmp_path / "u.pcap")]
+    half = len(client) // 2
+    write_pcap(str(tmp_path / "c1.pcap"), client[:half])
+    write_pcap(str(tmp_path / "c2.pcap"), client[half:])
+    return [str(tmp_path / "c1.pcap"), str(tmp_path / "c2.pcap")], [
+        str(tmp_path / "u.pcap")
+    ]
+
+
+def test_text_report_names_the_capture_file_and_time_on_each_leg(
+    tmp_path: Path,
+) -> None:
+    """A proxy region gives, per leg, the capture time of its first frame
+    and a Wireshark filter prefixed by the capture file that holds it."""
+    from fcgiforensics.frames import ns_to_iso
+    from fcgiforensics.reports.json_report import wireshark_filter
+    from fcgiforensics.reports.text_report import report_text
+
+    seen = bytearray(random.Random(1).randbytes(30_000))
+    seen[12_000:12_100] = bytes(100)
+    client, upstream = _damaged_pair(tmp_path, bytes(seen))
+    analysis = analyze(client, upstream)
+    ex = analysis.exchanges[1]
+    [region] = ex.attribution.regions
+    assert region.client_time_ns is not None and region.upstream_time_ns is not None
+    block = _region_block(report_text(analysis), ex.id)
+    assert block[1:5] == [
+        f"    client leg (first frame captured {ns_to_iso(region.client_time_ns)}):",
+        f"      {client[0]}, Wireshark: {wireshark_filter(region.client_frames)}",
+        f"    upstream leg (first frame captured "
+        f"{ns_to_iso(region.upstream_time_ns)}):",
+        f"      {upstream[0]}, Wireshark: {wireshark_filter(region.upstream_frames)}",
+    ]
+
+
+def test_text_report_names_the_rotated_file_holding_the_frames(
+    tmp_path: Path,
+) -> None:
+    """With a leg in rotated files, the filter names the file holding the
+    region's frames and numbers them as Wireshark does in that file."""
+    from fcgiforensics.frames import frame_file, frame_number
+    from fcgiforensics.reports.text_report import report_text
+
+    seen = bytearray(random.Random(1).randbytes(30_000))
+    seen[12_000:12_100] = bytes(100)
+    client, upstream = _damaged_pair(tmp_path, bytes(seen), split=True)
+    analysis = analyze(client, upstream)
+    [region] = analysis.exchanges[1].attribution.regions
+    assert {frame_file(f) for f in region.client_frames} == {1}
+    numbers = sorted({frame_number(f) for f in region.client_frames})
+    wanted = f"      {client[1]}, Wireshark: frame.number == {numbers[0]}"
+    assert len(numbers) == 1
+    assert wanted in _region_block(report_text(analysis), 2)
+
+
+def test_text_report_of_a_truncation_says_where_the_body_stops(
+    tmp_path: Path,
+) -> None:
+    """A client body cut short is told as a truncation with its missing
+    size, and its region lines never say the client got other bytes."""
+    from fcgiforensics.reports.text_report import report_text
+
+    seen = random.Random(1).randbytes(30_000)[:20_000]
+    client, upstream = _damaged_pair(tmp_path, seen)
+    block = _region_block(report_text(analyze(client, upstream)), 2)
+    assert block[0] == "  region 1: truncated at offset 20,000, 10,000 bytes short"
+    assert not any("other bytes" in line for line in block)
+
+
+def test_text_report_shows_the_app_bytes_where_its_body_stops(
+    tmp_path: Path,
+) -> None:
+    """An app-side region names the upstream file and frame, and shows the
+    upstream bytes up to where the app's body stops, in hex."""
+    from fcgiforensics.frames import frame_number
+    from fcgiforensics.reports.text_report import report_text
+
+    client, upstream = write_app_cut(tmp_path, 30_000, 20_000)
+    analysis = analyze([str(client)], [str(upstream)])
+    [ex] = analysis.exchanges
+    [region] = ex.attribution.regions
+    assert (ex.hop, region.kind, region.length) == ("app", "truncate", 10_000)
+    assert ex.upstream is not None
+    block = _region_block(report_text(analysis), ex.id)
+    assert block[0] == "  region 1: truncated at offset 20,000, 10,000 bytes short"
+    assert block[1].startswith("    upstream leg (first frame captured 20")
+    [frame] = region.upstream_frames
+    assert (
+        block[2]
+        == f"      {upstream}, Wireshark: frame.number == {frame_number(frame)}"
+    )
+    assert block[3] == "    upstream body up to where it stops, at offset 20,000:"
+    last = ex.upstream.body.data[19_984:20_000]
+    assert block[4].split("|")[0].split() == ["00004e10", *(f"{b:02x}" for b in last)]
+
+
+def test_text_report_quotes_the_apps_stderr_escaped_and_bounded(
+    tmp_path: Path,
+) -> None:
+    """For damage found in STDERR, the request's STDERR is quoted: first
+    lines only, each cut to a width, with control and undecodable bytes
+    escaped so that the terminal shows them rather than obeys them."""
+    import dataclasses
+
+    from fcgiforensics.attribution import Finding
+    from fcgiforensics.reports.text_report import (
+        STDERR_LINE_CHARS,
+        STDERR_LINES,
+        report_text,
+    )
+
+    client, upstream = write_app_cut(tmp_path, 30_000, 20_000)
+    analysis = analyze([str(client)], [str(upstream)])
+    [ex] = analysis.exchanges
+    plain = report_text(analysis)
+    assert "STDERR" not in plain  # a cut stream is not STDERR's doing
+    stderr = (
+        b"Traceback (most recent call last):\n"
+        b"\x1b[2J\x1b[31mred\r\n"
+        b"\xff\xfe not utf-8\n" + b"y" * 500 + b"\n"
+    ) + b"".join(b"line %d\n" % n for n in range(20))
+    assert ex.fcgi is not None
+    ex.fcgi = dataclasses.replace(
+        ex.fcgi, request=dataclasses.replace(ex.fcgi.request, stderr=stderr)
+    )
+    ex.attribution.findings.append(Finding("fcgi.stderr_in_stdout", None, 20_000))
+    text = report_text(analysis)
+    assert "\x1b" not in text and "\r" not in text
+    block = _region_block(text, ex.id)
+    at = block.index(
+        f"    STDERR the app sent for this request ({len(stderr):,} bytes):"
+    )
+    quoted = block[at + 1 : at + 2 + STDERR_LINES]
+    assert quoted[:3] == [
+        "      | Traceback (most recent call last):",
+        "      | \\x1b[2J\\x1b[31mred",
+        "      | \\xff\\xfe not utf-8",
+    ]
+    assert quoted[3] == "      | " + "y" * (STDERR_LINE_CHARS - 3) + "..."
+    assert quoted[-1] == f"      | ... (first {STDERR_LINES} lines shown)"
+
+
+def test_hex_views_say_how_many_bytes_they_left_out() -> None:
+    """A region longer than the view keeps its first and last rows, and a
+    line in the cut says exactly how many bytes and rows are not shown,
+    in the column of the side that was cut."""
+    from fcgiforensics.decoders.body import Body
+    from fcgiforensics.reports.hexview import MAX_ROWS, hex_rows, hex_text
+
+    body = Body(bytes(range(256)) * 4)
+    rows = hex_rows(body, 100, 900)
+    assert len(rows) == MAX_ROWS
+    [cut] = [r for r in rows if r.left_out]
+    shown = {o for r in rows for o in range(r.offset, r.offset + len(r.cells))}
+    missing = [o for o in range(rows[0].offset, rows[-1].offset) if o not in shown]
+    assert cut.left_out == len(missing) == missing[-1] - missing[0] + 1
+    note = f"... {cut.left_out:,} bytes ({cut.left_out // 16} rows) left out"
+
+    # Only the client side is long: the note stands in the client column.
+    lines = hex_text(Body(bytes(1024)), 100, 100, body, 100, 900)
+    [line] = [x for x in lines if "left out" in x]
+    assert line.lstrip().startswith(note) and line.index(note) == 80

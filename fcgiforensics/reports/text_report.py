@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 from ..analysis import Analysis, Exchange
-from ..frames import format_frames
+from ..attribution import RegionEvidence
+from ..frames import format_frames, frame_file, ns_to_iso
 from ..legs import Leg
-from .hexview import hex_text
+from .hexview import hex_column, hex_text
 from .json_report import wireshark_filter
 
-__all__ = ["report_text"]
+__all__ = ["report_text", "STDERR_FINDINGS"]
 
 _URI_WIDTH = 48
+
+#: App findings that come from STDERR or from error text the app wrote;
+#: the report quotes the request's STDERR beside them.
+STDERR_FINDINGS = frozenset({"fcgi.stderr_in_stdout", "fcgi.traceback_in_stdout"})
+
+#: How much STDERR the report quotes: its first lines, enough to name
+#: the error and where it began while one region stays readable on a
+#: terminal; the bytes read are bounded first, so that a megabyte of
+#: STDERR with no newline is never decoded whole.
+STDERR_LINES = 6
+STDERR_LINE_CHARS = 160
+STDERR_BYTES = 4096
 
 
 def _leg_line(role: str, leg: Leg) -> str:
@@ -77,7 +90,113 @@ def _region_words(kind: str, offset: int, length: int) -> str:
     return f"{length:,} bytes replaced at offset {offset:,}"
 
 
-def _detail(ex: Exchange) -> list[str]:
+def _capture_time(ns: int | None) -> str:
+    return "" if ns is None else f" (first frame captured {ns_to_iso(ns)})"
+
+
+def _leg_frames(
+    role: str, leg: Leg, frames: tuple[int, ...], ns: int | None
+) -> list[str]:
+    """Where a region lies on one leg: capture time, and a Wireshark filter
+    for each capture file of the leg that holds some of its frames."""
+    if not frames and ns is None:
+        return []
+    lines = [f"    {role} leg{_capture_time(ns)}:"]
+    by_file: dict[int, list[int]] = {}
+    for ref in frames:
+        by_file.setdefault(frame_file(ref), []).append(ref)
+    for index, refs in sorted(by_file.items()):
+        path = leg.paths[index] if index < len(leg.paths) else leg.label
+        lines.append(f"      {path}, Wireshark: {wireshark_filter(refs)}")
+    if not by_file:
+        lines.append("      (no frames)")
+    return lines
+
+
+def _printable(text: str) -> str:
+    """``text`` with every character a terminal would act on escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _stderr_lines(stderr: bytes) -> list[str]:
+    """The first lines of the app's STDERR, escaped and bounded."""
+    shown = stderr[:STDERR_BYTES].decode("utf-8", "backslashreplace")
+    lines = shown.splitlines()
+    out = [f"    STDERR the app sent for this request ({len(stderr):,} bytes):"]
+    for line in lines[:STDERR_LINES]:
+        text = _printable(line)
+        if len(text) > STDERR_LINE_CHARS:
+            text = text[: STDERR_LINE_CHARS - 3] + "..."
+        out.append(f"      | {text}")
+    if len(lines) > STDERR_LINES or len(stderr) > STDERR_BYTES:
+        out.append(f"      | ... (first {min(len(lines), STDERR_LINES)} lines shown)")
+    return out
+
+
+def _stderr_related(ex: Exchange, region: RegionEvidence) -> bool:
+    """True when the app's damage at ``region`` was found in its STDERR
+    or in error text it wrote."""
+    return any(
+        f.name in STDERR_FINDINGS
+        and (f.body_offset is None or f.body_offset == region.offset)
+        for f in ex.attribution.findings
+    )
+
+
+def _app_bytes(ex: Exchange, region: RegionEvidence) -> list[str]:
+    """The upstream bytes at an app-side region (the app's own damage has
+    no client counterpart to set beside it)."""
+    side = ex.upstream
+    if side is None or side.body.released:
+        return []
+    size = len(side.body)
+    start = min(region.offset, size)
+    end = min(region.offset + region.length, size)
+    if end > start:
+        title = f"upstream body bytes {start:,} to {end - 1:,}"
+    elif start >= size:
+        title = f"upstream body up to where it stops, at offset {start:,}"
+    else:
+        title = f"upstream body around offset {start:,} (0x{start:x})"
+    return [f"    {title}:"] + [
+        "    " + line for line in hex_column(side.body, start, end)
+    ]
+
+
+def _region_lines(
+    analysis: Analysis, ex: Exchange, number: int, region: RegionEvidence
+) -> list[str]:
+    words = _region_words(region.kind, region.offset, region.length)
+    lines = [f"  region {number}: {words}"]
+    lines += _leg_frames(
+        "client", analysis.client_leg, region.client_frames, region.client_time_ns
+    )
+    lines += _leg_frames(
+        "upstream",
+        analysis.upstream_leg,
+        region.upstream_frames,
+        region.upstream_time_ns,
+    )
+    if ex.hop == "app" and ex.fcgi is not None and ex.fcgi.request.stderr:
+        if _stderr_related(ex, region):
+            lines += _stderr_lines(ex.fcgi.request.stderr)
+    if region.region is not None and ex.client and ex.upstream:
+        r = region.region
+        for line in hex_text(
+            ex.upstream.body,
+            r.upstream_start,
+            r.upstream_end,
+            ex.client.body,
+            r.client_start,
+            r.client_end,
+        ):
+            lines.append("    " + line)
+    elif ex.hop == "app":
+        lines += _app_bytes(ex, region)
+    return lines
+
+
+def _detail(analysis: Analysis, ex: Exchange) -> list[str]:
     head = f"exchange {ex.id}: {ex.method or '?'} {ex.uri or '?'}: {ex.verdict}"
     if ex.hop:
         head += (
@@ -104,22 +223,7 @@ def _detail(ex: Exchange) -> list[str]:
     for sentence in ex.attribution.evidence:
         lines.append(f"  - {sentence}")
     for n, region in enumerate(ex.attribution.regions, start=1):
-        shown = region.client_frames or region.upstream_frames
-        lines.append(
-            f"  region {n}: {_region_words(region.kind, region.offset, region.length)}"
-            f"; Wireshark: {wireshark_filter(shown) or '(no frames)'}"
-        )
-        if region.region is not None and ex.client and ex.upstream:
-            r = region.region
-            for line in hex_text(
-                ex.upstream.body,
-                r.upstream_start,
-                r.upstream_end,
-                ex.client.body,
-                r.client_start,
-                r.client_end,
-            ):
-                lines.append("    " + line)
+        lines += _region_lines(analysis, ex, n, region)
     return lines
 
 
@@ -144,5 +248,5 @@ def report_text(analysis: Analysis) -> str:
     for ex in analysis.exchanges:
         if ex.verdict in ("corrupted", "incomplete"):
             lines.append("")
-            lines.extend(_detail(ex))
+            lines.extend(_detail(analysis, ex))
     return "\n".join(lines) + "\n"
