@@ -23,6 +23,7 @@ from ..analysis import Analysis, AnalysisOptions, Exchange
 from ..analysis import analyze as _analyze
 from ..attribution import parse_digest_spec
 from ..legs import LegOptions
+from ..reassembly import ReassemblyLimits
 from ..reports.json_report import report_json
 from . import figures
 from .display import STYLE, ByteView, exchange_html, summary_html
@@ -45,6 +46,21 @@ def _paths(value: PathLike | Sequence[PathLike]) -> list[str]:
     if isinstance(value, str | os.PathLike):
         return [os.fspath(value)]
     return [os.fspath(v) for v in value]
+
+
+#: The largest size ``max_body`` and ``max_pending`` take, in bytes, as
+#: the command line's ``--max-body`` and ``--max-pending``: 1 TiB.
+MAX_LIMIT_BYTES = 1 << 40
+
+
+def _mebibytes(name: str, value: float) -> int:
+    """``value`` MiB in bytes, checked as the command line checks it: at
+    least one byte (a limit of 0 would read as none), at most 1 TiB."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} is a size in MiB, got {value!r}")
+    if not 1 <= value * 1024 * 1024 <= MAX_LIMIT_BYTES:
+        raise ValueError(f"{name}: size out of range: {value!r} MiB")
+    return int(value * 1024 * 1024)
 
 
 class Investigation:
@@ -110,13 +126,33 @@ class Investigation:
         """See :func:`fcgiforensics.notebook.figures.corruption_map`."""
         return figures.corruption_map(self.analysis, only_damaged=only_damaged)
 
-    def timeline(self, exchange_id: int, *, region: int | None = None) -> Figure:
-        """See :func:`fcgiforensics.notebook.figures.timeline`."""
-        return figures.timeline(self.analysis, exchange_id, region=region)
+    def _position(self, exchange_id: int, region: int) -> int:
+        """The list position of region number ``region`` (from 1)."""
+        count = len(self.exchange(exchange_id).attribution.regions)
+        if not 1 <= region <= count:
+            have = f"regions 1 to {count}" if count else "no region"
+            raise IndexError(
+                f"exchange {exchange_id} has no region {region}: regions "
+                f"are numbered from 1, as the text report and the "
+                f"'region' column of .regions number them ({have})"
+            )
+        return region - 1
 
-    def byte_view(self, exchange_id: int, region: int = 0) -> ByteView:
-        """One region as hex and text on both legs (HTML in a notebook)."""
-        return ByteView(self.analysis, exchange_id, region)
+    def timeline(self, exchange_id: int, *, region: int | None = None) -> Figure:
+        """Time against stream offset of one exchange's response, both legs.
+
+        ``region`` is a region number (from 1, the ``region`` column of
+        :attr:`regions`, as the text report prints it): the axes zoom
+        onto it.  See :func:`fcgiforensics.notebook.figures.timeline`.
+        """
+        position = None if region is None else self._position(exchange_id, region)
+        return figures.timeline(self.analysis, exchange_id, region=position)
+
+    def byte_view(self, exchange_id: int, region: int = 1) -> ByteView:
+        """Region number ``region`` (from 1, as the text report and the
+        ``region`` column number it) as hex and text on both legs (HTML
+        in a notebook)."""
+        return ByteView(self.analysis, exchange_id, self._position(exchange_id, region))
 
     def evidence(self, exchange_id: int) -> _Html:
         """One exchange's sides, evidence sentences and hex views."""
@@ -168,21 +204,31 @@ def investigate(
     digest_header: str | Iterable[str] = (),
     http_ports: Iterable[int] = (),
     fastcgi_ports: Iterable[int] = (),
+    max_body: float | None = None,
+    max_pending: float | None = None,
 ) -> Investigation:
     """Read both legs, judge every exchange, wrap the result.
 
     ``client`` and ``upstream`` are a capture file or a list of rotated
     files; ``upstream`` None means one capture holds both legs.  The
     keywords are the ``diff`` options of the same names: a digest header
-    such as ``"X-Body-SHA1"`` or ``"X-Checksum:sha256"``, and ports whose
-    connections are HTTP or FastCGI whatever their first bytes say.
+    such as ``"X-Body-SHA1"`` or ``"X-Checksum:sha256"``; ports whose
+    connections are HTTP or FastCGI whatever their first bytes say;
+    ``max_body`` and ``max_pending`` in MiB, as ``--max-body`` and
+    ``--max-pending`` take them (the bytes kept of one body, and the
+    out-of-order bytes one TCP direction may hold; None: the defaults).
     """
     specs = [digest_header] if isinstance(digest_header, str) else digest_header
+    limits = ReassemblyLimits()
+    if max_pending is not None:
+        limits = ReassemblyLimits(pending_bytes=_mebibytes("max_pending", max_pending))
     options = AnalysisOptions(
         digests=tuple(parse_digest_spec(s) for s in specs),
         leg=LegOptions(
             http_ports=frozenset(http_ports),
             fastcgi_ports=frozenset(fastcgi_ports),
+            limits=limits,
+            max_body=None if max_body is None else _mebibytes("max_body", max_body),
         ),
     )
     legs = _paths(upstream) if upstream is not None else None

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from ..analysis import Analysis, Exchange, Side
 from ..frames import format_frames
-from ..reports.hexview import HexRow, hex_rows, hex_text
+from ..reports.hexview import HexRow, hex_column, hex_rows, hex_text, left_out_note
 from ..reports.json_report import wireshark_filter
 from .figures import byte_view, region_ranges
 from .frames import as_analysis, find_exchange
@@ -167,7 +167,7 @@ def exchange_html(
     ]
     if ex.attribution.regions:
         rows = []
-        for n, r in enumerate(ex.attribution.regions):
+        for n, r in enumerate(ex.attribution.regions, start=1):
             rows.append(
                 [
                     str(n),
@@ -204,11 +204,10 @@ def exchange_html(
 
 def _hex_table(title: str, rows: list[HexRow]) -> str:
     out = [f'<div><b>{_e(title)}</b><table class="hex">']
-    previous: int | None = None
     for row in rows:
-        if previous is not None and row.offset > previous + len(row.cells):
-            out.append('<tr class="gap-row"><td>...</td><td></td><td></td></tr>')
-        previous = row.offset
+        if row.left_out:
+            note = _e(left_out_note(row))
+            out.append(f'<tr class="gap-row"><td colspan="3">{note}</td></tr>')
         cells = []
         text = []
         for cell, char, mark in zip(row.cells, row.text, row.marks, strict=True):
@@ -230,11 +229,12 @@ def _hex_table(title: str, rows: list[HexRow]) -> str:
 
 
 def hex_html(analysis: Analysis, exchange_id: int, region: int = 0) -> str:
-    """Region ``region`` of an exchange as two hex tables side by side."""
+    """The region at position ``region`` (from 0) of an exchange as two
+    hex tables side by side; its heading gives the region's number."""
     analysis = as_analysis(analysis)
     ex = find_exchange(analysis, exchange_id)
     if not 0 <= region < len(ex.attribution.regions):
-        raise IndexError(f"exchange {exchange_id} has no region {region}")
+        raise IndexError(f"exchange {exchange_id} has no region at position {region}")
     ranges = region_ranges(ex, region)
     r = ex.attribution.regions[region]
     tables = []
@@ -245,7 +245,7 @@ def hex_html(analysis: Analysis, exchange_id: int, region: int = 0) -> str:
         rows = hex_rows(ex.client.body, *ranges.client)
         tables.append(_hex_table("client (what it got)", rows))
     head = (
-        f"<p>region {region}: {_e(r.kind)} of {r.length:,} bytes at body "
+        f"<p>region {region + 1}: {_e(r.kind)} of {r.length:,} bytes at body "
         f"offset {r.offset:,}; marked bytes are in the region, "
         f"<span class=unseen>??</span> bytes were not captured.</p>"
     )
@@ -261,13 +261,17 @@ class ByteView:
 
     A notebook shows it as HTML tables; ``str()`` gives the text view of
     the ``diff`` report; :meth:`figure` draws it with matplotlib.
+    ``region`` is the region's position (from 0) in the exchange's list;
+    :attr:`number` is the number the reports print.
     """
 
     def __init__(self, analysis: Analysis, exchange_id: int, region: int = 0):
         self.analysis = as_analysis(analysis)
         self.exchange: Exchange = find_exchange(self.analysis, exchange_id)
         if not 0 <= region < len(self.exchange.attribution.regions):
-            raise IndexError(f"exchange {exchange_id} has no region {region}")
+            raise IndexError(
+                f"exchange {exchange_id} has no region at position {region}"
+            )
         self.region = region
 
     def _repr_html_(self) -> str:
@@ -285,17 +289,19 @@ class ByteView:
             side = ex.upstream or ex.client
             span = ranges.upstream or ranges.client
             assert side is not None and span is not None
-            return "\n".join(
-                f"{row.offset:08x}  {' '.join(row.cells)}  |{row.text}|"
-                for row in hex_rows(side.body, *span)
-            )
+            return "\n".join(hex_column(side.body, *span))
         assert ranges.upstream is not None and ranges.client is not None
         return "\n".join(
             hex_text(ex.upstream.body, *ranges.upstream, ex.client.body, *ranges.client)
         )
 
     def __repr__(self) -> str:
-        return f"<ByteView exchange {self.exchange.id} region {self.region}>"
+        return f"<ByteView exchange {self.exchange.id} region {self.number}>"
+
+    @property
+    def number(self) -> int:
+        """The region's number, from 1, as the text report prints it."""
+        return self.region + 1
 
     def figure(self) -> Figure:
         """The same view as a matplotlib Figure (for print or a file)."""

@@ -34,6 +34,9 @@ __all__ = [
     "TIME_DTYPE",
     "EXCHANGE_COLUMNS",
     "REGION_COLUMNS",
+    "REGION_JSON_COLUMNS",
+    "EXCHANGE_ADDITIONS",
+    "REGION_ADDITIONS",
     "CONNECTION_COLUMNS",
     "ANOMALY_COLUMNS",
     "RECORD_COLUMNS",
@@ -98,13 +101,12 @@ EXCHANGE_COLUMNS: dict[str, str] = {
     **_side_columns("upstream"),
 }
 
-#: Columns of :func:`regions_frame`.  ``region`` numbers the regions of
-#: one exchange from 0, as ``byte_view(..., region=N)`` takes it; the
-#: four ``*_start``/``*_end`` columns give each side's body range.
-REGION_COLUMNS: dict[str, str] = {
-    "exchange_id": "int64",
-    "region": "int64",
-    "hop": "string",
+#: Columns of :func:`regions_frame` that are REGION fields of the
+#: ``diff --json`` report, in the report's order, and their dtypes.
+#: ``client_time`` and ``upstream_time`` keep the nanoseconds that the
+#: report's ISO strings round to microseconds; ``record_numbers`` is a
+#: list of ints per region, ``records`` the same records as labels.
+REGION_JSON_COLUMNS: dict[str, str] = {
     "offset": "int64",
     "length": "int64",
     "kind": "string",
@@ -113,12 +115,34 @@ REGION_COLUMNS: dict[str, str] = {
     "wireshark_filter": "string",
     "upstream_wireshark_filter": "string",
     "records": "object",
+    "record_numbers": "object",
     "shapes": "object",
+    "client_time": TIME_DTYPE,
+    "upstream_time": TIME_DTYPE,
+}
+
+#: Columns of :func:`regions_frame`: the REGION fields, plus which
+#: exchange it belongs to (``exchange_id``, ``hop``), its number
+#: (``region``, from 1 within its exchange, as the text report prints it
+#: and ``Investigation.byte_view(..., region=N)`` takes it), and the
+#: ``[start, end)`` body range it covers on each side.
+REGION_COLUMNS: dict[str, str] = {
+    "exchange_id": "int64",
+    "region": "int64",
+    "hop": "string",
+    **REGION_JSON_COLUMNS,
     "upstream_start": "Int64",
     "upstream_end": "Int64",
     "client_start": "Int64",
     "client_end": "Int64",
 }
+
+#: Columns of :func:`exchanges_frame` that are not EXCHANGE fields of
+#: the report (whose ``regions`` list is :func:`regions_frame`).
+EXCHANGE_ADDITIONS = ("region_count", "region_bytes")
+
+#: Columns of :func:`regions_frame` that are not REGION fields.
+REGION_ADDITIONS = tuple(c for c in REGION_COLUMNS if c not in REGION_JSON_COLUMNS)
 
 # Per-direction statistics of a connection: (suffix, dtype).
 _HALF_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -288,9 +312,12 @@ def regions_frame(analysis: Analysis) -> pd.DataFrame:
     for ex in analysis.exchanges:
         doc = exchange_json(ex)
         for n, (region, evidence) in enumerate(
-            zip(doc["regions"], ex.attribution.regions, strict=True)
+            zip(doc["regions"], ex.attribution.regions, strict=True), start=1
         ):
             row = dict(region, exchange_id=ex.id, region=n, hop=ex.hop)
+            # The report's ISO times keep microseconds; the frame keeps the ns.
+            row["client_time"] = evidence.client_time_ns
+            row["upstream_time"] = evidence.upstream_time_ns
             diff = evidence.region
             if diff is not None:
                 row["upstream_start"] = diff.upstream_start

@@ -7,6 +7,7 @@ change of meaning would need a new ``format`` number.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .. import __version__
@@ -15,7 +16,13 @@ from ..attribution import RegionEvidence
 from ..frames import frame_number, ns_to_iso
 from ..legs import Leg
 
-__all__ = ["FORMAT", "EXTENSIONS", "report_json", "wireshark_filter"]
+__all__ = [
+    "FORMAT",
+    "EXTENSIONS",
+    "report_json",
+    "wireshark_filter",
+    "record_numbers",
+]
 
 FORMAT = "fcgiforensics.diff/1"
 
@@ -27,6 +34,7 @@ EXTENSIONS = {
     "unobserved_bytes": "body bytes the capture lacks, on that side",
     "upstream_wireshark_filter": "the region's frames on the upstream leg",
     "records": "the FastCGI records that carried the region's bytes",
+    "record_numbers": "the numbers of those records, as integers",
     "shapes": "recognisable shapes of the region's bytes",
     "client_time": "capture time of the frame with the region's first byte",
     "upstream_time": "the same on the upstream leg",
@@ -41,6 +49,21 @@ def wireshark_filter(frames: tuple[int, ...] | list[int]) -> str:
     if len(numbers) == 1:
         return f"frame.number == {numbers[0]}"
     return "frame.number in {" + " ".join(map(str, numbers)) + "}"
+
+
+def record_numbers(labels: Iterable[str]) -> list[int]:
+    """The record numbers that ``records`` labels name, each once, in order.
+
+    The upstream body labels each piece ``"record N"``, N counting the
+    app's records from 1 (``FcgiRecord.number``); labels of any other
+    form name no record.
+    """
+    numbers = set()
+    for label in labels:
+        kind, _, number = label.partition(" ")
+        if kind == "record" and number.isascii() and number.isdigit():
+            numbers.add(int(number))
+    return sorted(numbers)
 
 
 def _capture(leg: Leg, role: str) -> list[dict[str, Any]]:
@@ -116,6 +139,7 @@ def _region(region: RegionEvidence) -> dict[str, Any]:
         "wireshark_filter": wireshark_filter(client or upstream),
         "upstream_wireshark_filter": wireshark_filter(upstream),
         "records": list(region.records),
+        "record_numbers": record_numbers(region.records),
         "shapes": list(region.shapes),
         "client_time": _iso(region.client_time_ns),
         "upstream_time": _iso(region.upstream_time_ns),
