@@ -5,8 +5,15 @@ global figure list: a notebook displays the returned Figure, a script
 saves it.  They must read in black and white and for colour-blind
 readers: colours come from the Okabe-Ito palette and every category
 also has its own hatch or marker.  Artists that stand for evidence carry
-a ``gid`` (``region:<exchange>:<n>``, ``unobserved:...``, ``gap``,
-``conflict``, ``record``, ``late``), so tests and users can find them.
+a ``gid`` (``region:<exchange>:<n>``, ``missing:<exchange>:<n>`` for
+the bytes a cut body lacks, ``unobserved:...``, ``gap``, ``conflict``,
+``record``, ``late``), so tests and users can find them.
+
+Regions are named by their number, from 1, as the text report prints
+them (``region:2:1`` is the first region of exchange 2).  The functions
+here take a region's *position* in ``Exchange.attribution.regions``
+(from 0), as Python lists do;
+:class:`~fcgiforensics.notebook.Investigation` takes the number.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from matplotlib.ticker import FuncFormatter
 from ..analysis import Analysis, Exchange
 from ..decoders.base import Direction
 from ..decoders.body import Body
-from ..reports.hexview import HexRow, hex_rows
+from ..decoders.fastcgi import FcgiType
+from ..reports.hexview import HexRow, hex_rows, left_out_note
 from .frames import as_analysis, find_exchange, packets_frame, response_spans
 
 __all__ = [
@@ -59,6 +67,7 @@ HOP_STYLE: dict[str | None, tuple[str, str]] = {
     None: (PALETTE["purple"], "ooo"),
 }
 _UNOBSERVED_HATCH = "///"
+_MISSING_HATCH = "..."
 
 #: Exchanges drawn by corruption_map; a row is about a fifth of an inch,
 #: and a figure taller than this is no longer read as one picture.
@@ -209,7 +218,7 @@ def corruption_map(analysis: Analysis, *, only_damaged: bool = False) -> Figure:
                     hatch=hatch,
                     linewidth=0.8,
                     alpha=0.9,
-                    gid=f"region:{ex.id}:{n}",
+                    gid=f"region:{ex.id}:{n + 1}",
                 )
             )
             if n < _MAX_MAP_LABELS:
@@ -367,16 +376,109 @@ def _draw_leg(
     # The corrupted regions, mapped from body to stream offsets.
     span_y: tuple[float, float] | None = None
     side = ex.client if leg == "client" else ex.upstream
+    if side is not None:
+        for n in range(len(ex.attribution.regions)):
+            drawn = _draw_region(ax, ex, leg, side.body, n, data, ms)
+            if drawn is not None and n == zoom:
+                span_y = drawn
+
+    ax.set_title(_LEG_TITLES[leg], fontsize=9, loc="left")
+    ax.yaxis.set_major_formatter(FuncFormatter(_bytes_label))
+    ax.set_ylabel("stream offset")
+    ax.autoscale_view()
+    return span_y
+
+
+def _frame_labels(
+    ax: Axes, data: Any, ms: Any, lo: float, hi: float, at: float
+) -> None:
+    """Name the frames that carried stream bytes ``[lo, hi)``, as
+    Wireshark numbers them, at height ``at``."""
+    hit = data[
+        (data["stream_offset"] < hi) & (data["stream_offset"] + data["length"] > lo)
+    ]
+    for t, frame in zip(ms[hit.index], hit["frame"], strict=True):
+        ax.annotate(
+            f"frame {frame}",
+            (t, at),
+            xytext=(4, 6),
+            textcoords="offset points",
+            fontsize=7,
+        )
+
+
+def _empty_body_start(ex: Exchange, leg: str) -> int | None:
+    """The stream offset where an empty body would have begun."""
+    if leg == "client":
+        if ex.http is None or ex.http.exchange.response is None:
+            return None
+        return ex.http.exchange.response.head_end
+    if ex.fcgi is None:
+        return None
+    # An empty body: all STDOUT content was the CGI header block, so the
+    # body would have begun where the last STDOUT content ends.
+    ends = [
+        r.content_offset + r.content_length
+        for r in ex.fcgi.request.records
+        if r.direction is Direction.TO_CLIENT
+        and r.type is FcgiType.STDOUT
+        and r.content_length
+    ]
+    return max(ends) if ends else None
+
+
+def _stream_point(body: Body, offset: int) -> int | None:
+    """The stream offset of the boundary just before body byte ``offset``
+    (just after the last byte when ``offset`` is the body's length).
+
+    None when the bytes on both sides of the boundary were not observed,
+    or the body is empty.
+    """
+    if offset < len(body):
+        span = body.stream_range(offset, offset + 1)
+        if span is not None:
+            return span[0]
+    if 0 < offset <= len(body):
+        span = body.stream_range(offset - 1, offset)
+        if span is not None:
+            return span[1]
+    return None
+
+
+def _draw_region(
+    ax: Axes,
+    ex: Exchange,
+    leg: str,
+    body: Body,
+    index: int,
+    data: Any,
+    ms: Any,
+) -> tuple[float, float] | None:
+    """Draw region ``index`` on one leg; return the stream range drawn.
+
+    A region that covers bytes of this leg is a band over their stream
+    offsets.  One that covers none here (the bytes the other leg has
+    more, a cut body) is a line at the stream offset between the bytes
+    around it: solid where the body stops, dashed inside the body.  A
+    truncation of known size adds a hatched band from the stop to where
+    the missing bytes would have ended.
+    """
+    ranges = region_ranges(ex, index)
+    body_range = ranges.client if leg == "client" else ranges.upstream
+    if body_range is None:
+        return None
+    evidence = ex.attribution.regions[index]
+    number = index + 1
+    gid = f"region:{ex.id}:{number}"
     colour, hatch = HOP_STYLE.get(ex.hop, HOP_STYLE[None])
-    for n in range(len(ex.attribution.regions)):
-        ranges = region_ranges(ex, n)
-        body_range = ranges.client if leg == "client" else ranges.upstream
-        if side is None or body_range is None:
-            continue
-        start, end = body_range
-        stream = side.body.stream_range(start, max(end, start + 1))
+    start, end = body_range
+
+    # Step 1: bytes of this leg: a band over the stream range that carried
+    # them (None: the capture did not see them).
+    if end > start:
+        stream = body.stream_range(start, end)
         if stream is None:
-            continue
+            return None
         ax.axhspan(
             stream[0],
             stream[1],
@@ -384,32 +486,67 @@ def _draw_leg(
             alpha=0.35,
             hatch=hatch,
             edgecolor=colour,
-            gid=f"region:{ex.id}:{n}",
-            label=f"region {n}: body bytes {start:,}-{end:,}",
+            gid=gid,
+            label=f"region {number} ({evidence.kind}): body bytes "
+            f"{start:,}-{end - 1:,}",
         )
         ax.axhline(stream[0], color=colour, linewidth=1.5, linestyle="--")
-        if n == zoom:
-            span_y = (float(stream[0]), float(stream[1]))
+        _frame_labels(ax, data, ms, stream[0], stream[1], stream[1])
+        return float(stream[0]), float(stream[1])
 
-        # Name the frames that carried the region, as Wireshark numbers.
-        hit = data[
-            (data["stream_offset"] < stream[1])
-            & (data["stream_offset"] + data["length"] > stream[0])
-        ]
-        for t, frame in zip(ms[hit.index], hit["frame"], strict=True):
-            ax.annotate(
-                f"frame {frame}",
-                (t, stream[1]),
-                xytext=(4, 6),
-                textcoords="offset points",
-                fontsize=7,
-            )
+    # Step 2: no byte here: a line where the bytes are missing, or
+    # where the other leg has extra ones.
+    point = _stream_point(body, start) if len(body) else _empty_body_start(ex, leg)
+    if point is None:
+        return None
+    stops = start >= len(body)
+    if stops:
+        what = f"body stops at {start:,}"
+    elif not evidence.length:
+        what = f"damage at {start:,}, size not known"
+    elif evidence.kind == "insert":
+        what = f"the other leg has {evidence.length:,} extra bytes here"
+    else:
+        what = f"{evidence.length:,} bytes missing here"
+    ax.axhline(
+        point,
+        color=colour,
+        linewidth=2.0,
+        linestyle="-" if stops else "--",
+        gid=gid,
+        label=f"region {number} ({evidence.kind}): {what}",
+    )
+    ax.annotate(
+        f"region {number}: {what}",
+        (1.0, point),
+        xycoords=("axes fraction", "data"),
+        xytext=(-4, 3),
+        textcoords="offset points",
+        ha="right",
+        fontsize=7,
+        color=PALETTE["black"],
+    )
+    _frame_labels(ax, data, ms, max(point - 1, 0), point + 1, point)
+    top = float(point)
 
-    ax.set_title(_LEG_TITLES[leg], fontsize=9, loc="left")
-    ax.yaxis.set_major_formatter(FuncFormatter(_bytes_label))
-    ax.set_ylabel("stream offset")
-    ax.autoscale_view()
-    return span_y
+    # Step 3: a cut body of known size: the stream range its missing bytes
+    # would have taken (as many stream bytes as body bytes: for a chunked
+    # or compressed body, the wire would have held a little more).
+    if stops and evidence.kind == "truncate" and evidence.length:
+        top = float(point + evidence.length)
+        ax.axhspan(
+            point,
+            top,
+            facecolor="white",
+            alpha=0.6,
+            hatch=_MISSING_HATCH,
+            edgecolor=colour,
+            linewidth=0.8,
+            gid=f"missing:{ex.id}:{number}",
+            label=f"region {number}: {evidence.length:,} bytes missing, "
+            "to the expected end",
+        )
+    return float(point), top
 
 
 def timeline(
@@ -421,9 +558,13 @@ def timeline(
     came after later bytes (retransmissions) are orange triangles, gaps
     are hatched bands, conflicting copies are crosses, the FastCGI record
     boundaries are dotted lines, and the corrupted regions are bands in
-    their hop's colour and hatch.  Both legs share one time axis, in ms
-    from the first frame of the exchange.  ``region`` zooms the y axes
-    onto that region, with a little context.
+    their hop's colour and hatch.  A region that covers no byte of a
+    leg (where the other leg has extra bytes, or where a body stops) is a
+    line at that stream offset, solid where the body stops; a cut body
+    of known size also gets a dotted band up to its expected end.  Both
+    legs share one time axis, in ms from the first frame of the exchange.
+    ``region`` (a position from 0 in ``ex.attribution.regions``) zooms the
+    y axes onto that region, with a little context.
     """
     analysis = as_analysis(analysis)
     ex = find_exchange(analysis, exchange_id)
@@ -431,7 +572,7 @@ def timeline(
     if not spans:
         raise ValueError(f"exchange {exchange_id} has no response to draw")
     if region is not None and not 0 <= region < len(ex.attribution.regions):
-        raise IndexError(f"exchange {exchange_id} has no region {region}")
+        raise IndexError(f"exchange {exchange_id} has no region at position {region}")
     packets = packets_frame(analysis, exchange_id)
     times = packets["time"].dropna().astype("int64")
     origin = int(times.min()) if len(times) else 0
@@ -446,7 +587,9 @@ def timeline(
             lo, hi = zoomed
             pad = max(3.0 * float(mine["length"].median()), hi - lo, 4096.0)
             top = float((mine["stream_offset"] + mine["length"]).max())
-            ax.set_ylim(max(lo - pad, 0.0), min(hi + pad, max(top, hi)))
+            low, high = max(lo - pad, 0.0), min(hi + pad, max(top, hi))
+            # Headroom, so that a line where a body stops stays in view.
+            ax.set_ylim(low, high + 0.03 * (high - low))
         handles, labels = ax.get_legend_handles_labels()
         unique = dict(zip(labels, handles, strict=True))
         ax.legend(unique.values(), unique.keys(), fontsize=7, loc="upper left")
@@ -465,20 +608,18 @@ _GUTTER = 6
 def _draw_rows(ax: Axes, rows: list[HexRow], x0: float, title: str) -> None:
     ax.text(x0, -1, title, family="monospace", fontsize=9, weight="bold", va="center")
     line = 0
-    previous: int | None = None
     for row in rows:
-        if previous is not None and row.offset > previous + _CELLS:
+        if row.left_out:
             ax.text(
                 x0,
                 line,
-                "   ...",
+                left_out_note(row),
                 family="monospace",
                 fontsize=8,
                 va="center",
                 color=PALETTE["grey"],
             )
             line += 1
-        previous = row.offset
         ax.text(
             x0,
             line,
@@ -521,7 +662,8 @@ def _draw_rows(ax: Axes, rows: list[HexRow], x0: float, title: str) -> None:
 
 
 def byte_view(analysis: Analysis, exchange_id: int, region: int = 0) -> Figure:
-    """Region ``region`` of one exchange as hex and text, side by side.
+    """The region at position ``region`` (from 0) of one exchange as hex
+    and text, side by side.
 
     The left column is the upstream body (what the app sent), the right
     column the client body (what the client got), each in its own body
@@ -531,7 +673,7 @@ def byte_view(analysis: Analysis, exchange_id: int, region: int = 0) -> Figure:
     analysis = as_analysis(analysis)
     ex = find_exchange(analysis, exchange_id)
     if not 0 <= region < len(ex.attribution.regions):
-        raise IndexError(f"exchange {exchange_id} has no region {region}")
+        raise IndexError(f"exchange {exchange_id} has no region at position {region}")
     ranges = region_ranges(ex, region)
     columns: list[tuple[str, list[HexRow]]] = []
     if ex.upstream is not None and ranges.upstream is not None:
@@ -556,7 +698,7 @@ def byte_view(analysis: Analysis, exchange_id: int, region: int = 0) -> Figure:
     ax.set_ylim(lines + 0.5, -1.8)
     evidence = ex.attribution.regions[region]
     fig.suptitle(
-        f"exchange {ex.id}, region {region}: {evidence.kind} of "
+        f"exchange {ex.id}, region {region + 1}: {evidence.kind} of "
         f"{evidence.length:,} bytes at offset {evidence.offset:,}",
         fontsize=9,
     )
