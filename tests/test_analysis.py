@@ -636,14 +636,18 @@ def test_text_report_of_a_truncation_says_where_the_body_stops(
     tmp_path: Path,
 ) -> None:
     """A client body cut short is told as a truncation with its missing
-    size, and its region lines never say the client got other bytes."""
+    size, and neither its evidence nor its region lines say that the
+    client leg carried other bytes."""
     from fcgiforensics.reports.text_report import report_text
 
     seen = random.Random(1).randbytes(30_000)[:20_000]
     client, upstream = _damaged_pair(tmp_path, seen)
-    block = _region_block(report_text(analyze(client, upstream)), 2)
+    text = report_text(analyze(client, upstream))
+    block = _region_block(text, 2)
     assert block[0] == "  region 1: truncated at offset 20,000, 10,000 bytes short"
-    assert not any("other bytes" in line for line in block)
+    detail = text[text.index("exchange 2: GET") :]
+    assert "the client's body stops at offset 20,000" in detail
+    assert "other bytes" not in detail
 
 
 def test_text_report_shows_the_app_bytes_where_its_body_stops(
