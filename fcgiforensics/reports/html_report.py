@@ -100,7 +100,7 @@ def _exchange_section(analysis: Analysis, ex: Exchange) -> str:
             parts.append(
                 figure_img(
                     timeline(analysis, ex.id, region=0),
-                    f"the same, zoomed onto region 0 of exchange {ex.id}",
+                    f"the same, zoomed onto region 1 of exchange {ex.id}",
                 )
             )
     parts.append("</section>")
