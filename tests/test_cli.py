@@ -477,3 +477,23 @@ def test_json_of_each_shipped_sample_honours_the_contract(name: str) -> None:
     check_report(doc)
     assert doc["summary"] == pair["summary"]
     assert result.returncode == (1 if pair["summary"]["corrupted"] else 0)
+
+
+def test_region_filter_names_the_leg_whose_capture_it_selects() -> None:
+    """A proxy region's wireshark_filter is for the client capture, an app
+    region's for the upstream capture, and the JSON says which."""
+    root = Path(__file__).resolve().parent.parent / "captures"
+    legs = {}
+    for name in ("relay-overwrite", "app-fault"):
+        result = run(
+            "diff",
+            "--json",
+            str(root / name / "client.pcap"),
+            str(root / name / "upstream.pcap"),
+        )
+        for ex in json.loads(result.stdout)["exchanges"]:
+            for region in ex["regions"]:
+                legs[(ex["hop"], region["wireshark_filter_leg"])] = region
+    assert set(legs) == {("proxy", "client"), ("app", "upstream")}
+    app = legs[("app", "upstream")]
+    assert app["wireshark_filter"] == app["upstream_wireshark_filter"]

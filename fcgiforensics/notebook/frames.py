@@ -113,6 +113,7 @@ REGION_JSON_COLUMNS: dict[str, str] = {
     "client_frames": "object",
     "upstream_frames": "object",
     "wireshark_filter": "string",
+    "wireshark_filter_leg": "string",
     "upstream_wireshark_filter": "string",
     "records": "object",
     "record_numbers": "object",

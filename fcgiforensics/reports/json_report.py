@@ -28,11 +28,15 @@ FORMAT = "fcgiforensics.diff/1"
 
 #: Fields this tool adds to the contract; scripts may ignore them.
 EXTENSIONS = {
-    "clock_offset_ns": "upstream minus client capture clock, estimated",
+    "clock_offset_ns": (
+        "median upstream minus client request time: proxy latency plus "
+        "any offset between the capture clocks"
+    ),
     "paired_by": "endpoint | uri | time | unmatched: how the pair was made",
     "body_sha256": "null when some body bytes were not observed",
     "unobserved_bytes": "body bytes the capture lacks, on that side",
     "upstream_wireshark_filter": "the region's frames on the upstream leg",
+    "wireshark_filter_leg": "client | upstream: whose capture wireshark_filter is for",
     "records": "the FastCGI records that carried the region's bytes",
     "record_numbers": "the numbers of those records, as integers",
     "shapes": "recognisable shapes of the region's bytes",
@@ -137,6 +141,14 @@ def _region(region: RegionEvidence) -> dict[str, Any]:
         "client_frames": client,
         "upstream_frames": upstream,
         "wireshark_filter": wireshark_filter(client or upstream),
+        # Which leg's capture ``wireshark_filter`` selects frames of: the
+        # client leg's when the region has client frames (damage by the
+        # proxy), else the upstream leg's (damage by the app).
+        "wireshark_filter_leg": "client"
+        if client
+        else "upstream"
+        if upstream
+        else None,
         "upstream_wireshark_filter": wireshark_filter(upstream),
         "records": list(region.records),
         "record_numbers": record_numbers(region.records),
