@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fcgiforensics.decoders.base import Direction
+from fcgiforensics.reassembly import Reassembler
 from fcgiforensics.testing import ACK, FIN, RST, SYN, Conversation, Frame
 
 from .conftest import follow_frames
@@ -274,3 +275,128 @@ def test_data_after_fin_is_reported(tmp_path: Path) -> None:
 def test_syn_flags_constant_is_consistent() -> None:
     """The testing module's flag values are TCP's (RFC 9293 section 3.1)."""
     assert (FIN, SYN, RST, ACK) == (1, 2, 4, 16)
+
+
+def _frame_number(frames: list[Frame], frame: Frame) -> int:
+    """The 1-based number of ``frame`` in ``frames``."""
+    return [f.data for f in frames].index(frame.data) + 1
+
+
+def test_longer_copy_at_a_waiting_offset_does_not_replace_it(
+    tmp_path: Path,
+) -> None:
+    """A longer, different copy arriving at the offset of a waiting segment
+    leaves the stream carrying the waiting (earlier) copy, and the
+    difference is a conflict whose receiver_kept is 'unknown'."""
+    conv, _, data = _exchange()
+    frames = conv.frames()
+    forged = b"X" * 1448 + SERVER_DATA[3 * 1448 : 3 * 1448 + 10]
+    longer = conv.raw(False, 2 * 1448, forged)
+    conv.ack_to_client()
+    conv.close()
+    tail = conv.frames()[len(frames) + 1 :]
+    ordered = [f for f in frames if f is not data[1] and f is not data[3]]
+    ordered += [longer, data[1], data[3], *tail]
+    out = follow_frames(tmp_path, ordered)
+    half = out.connections[0].to_client
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+    [conflict] = half.conflicts
+    assert conflict.offset == 2 * 1448
+    assert conflict.first == SERVER_DATA[2 * 1448 : 3 * 1448]
+    assert conflict.second == b"X" * 1448
+    assert conflict.first_frames == (_frame_number(ordered, data[2]),)
+    assert conflict.second_frame == _frame_number(ordered, longer)
+    assert conflict.receiver_kept == "unknown"
+
+
+def test_overlapping_waiting_copies_keep_the_earliest_captured(
+    tmp_path: Path,
+) -> None:
+    """Copies waiting at different, overlapping offsets: each byte comes from
+    the copy captured first, even when a later copy starts lower, and each
+    differing overlap names the earlier frame as first, receiver 'unknown'."""
+    conv, _, data = _exchange()
+    frames = conv.frames()
+    straddle = conv.raw(False, 3 * 1448 - 100, b"Y" * 200)
+    conv.ack_to_client()
+    tail = conv.frames()[len(frames) + 1 :]
+    ordered = [f for f in frames if f is not data[1]] + [straddle, data[1], *tail]
+    out = follow_frames(tmp_path, ordered)
+    half = out.connections[0].to_client
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+    got = sorted(
+        (c.offset, c.first, c.second, c.first_frames, c.second_frame, c.receiver_kept)
+        for c in half.conflicts
+    )
+    assert got == [
+        (
+            3 * 1448 - 100,
+            SERVER_DATA[3 * 1448 - 100 : 3 * 1448],
+            b"Y" * 100,
+            (_frame_number(ordered, data[2]),),
+            _frame_number(ordered, straddle),
+            "unknown",
+        ),
+        (
+            3 * 1448,
+            SERVER_DATA[3 * 1448 : 3 * 1448 + 100],
+            b"Y" * 100,
+            (_frame_number(ordered, data[3]),),
+            _frame_number(ordered, straddle),
+            "unknown",
+        ),
+    ]
+
+
+def test_in_order_copy_overlapping_a_waiting_one_yields_to_it(
+    tmp_path: Path,
+) -> None:
+    """A segment that fills the hole but runs on into bytes an earlier
+    segment already holds does not overwrite them: the stream carries the
+    earlier copy and the conflict names it first, receiver 'unknown'."""
+    conv, _, data = _exchange()
+    frames = conv.frames()
+    filler = SERVER_DATA[1448 : 2 * 1448] + b"Z" * 100
+    late = conv.raw(False, 1448, filler)
+    conv.ack_to_client()
+    tail = conv.frames()[len(frames) + 1 :]
+    ordered = [f for f in frames if f is not data[1]] + [late, *tail]
+    out = follow_frames(tmp_path, ordered)
+    half = out.connections[0].to_client
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+    [conflict] = half.conflicts
+    assert conflict.offset == 2 * 1448
+    assert conflict.first == SERVER_DATA[2 * 1448 : 2 * 1448 + 100]
+    assert conflict.second == b"Z" * 100
+    assert conflict.first_frames == (_frame_number(ordered, data[2]),)
+    assert conflict.second_frame == _frame_number(ordered, late)
+    assert conflict.receiver_kept == "unknown"
+    assert half.frames_for(2 * 1448, 2 * 1448 + 1) == [_frame_number(ordered, data[2])]
+
+
+def test_draining_waiting_segments_never_rescans_all_of_them() -> None:
+    """Delivering n waiting segments does not walk the whole waiting set for
+    each one (which made 32k waiting segments take seconds)."""
+    reassembler = Reassembler(capture="drain")
+    a, b = b"\x0a\0\0\x01", b"\x0a\0\0\x02"
+    reassembler.add(1, 1, a, 4000, b, 80, 999, 0, SYN, b"")
+    half = reassembler.connections[0].to_server
+    walked = [0]
+    base = type(half.pending)
+
+    class Counting(base):  # type: ignore[valid-type, misc]
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            walked[0] += len(self)
+            return super().__iter__()
+
+    half.pending = Counting(half.pending)
+    n = 2000
+    for i in range(n, 0, -1):
+        reassembler.add(
+            2 + i, 2 + i, a, 4000, b, 80, 1000 + 10 * i, 0, ACK, bytes([i % 251]) * 10
+        )
+    reassembler.add(n + 3, n + 3, a, 4000, b, 80, 1000, 0, ACK, b"0" * 10)
+    reassembler.finish()
+    assert half.length == 10 * (n + 1)
+    assert half.gaps == [] and half.conflicts == []
+    assert walked[0] <= 4 * n

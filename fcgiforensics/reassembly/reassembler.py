@@ -9,10 +9,10 @@ picks between differing copies silently:
 * bytes the capture lacks become :class:`StreamGap` records (and a
   ``gap`` call on the sink), whether the peer acknowledged them, a
   snaplen cut them, or they were never seen at all;
-* a retransmission whose bytes differ from the copy already delivered
-  becomes an :class:`OverlapConflict` keeping both versions and their
-  frames; the stream carries the first copy, which is what a receiver
-  that already queued those bytes keeps.
+* two captured copies of the same bytes that differ become an
+  :class:`OverlapConflict` keeping both versions and their frames; the
+  stream carries, byte by byte, the copy captured first, whether it was
+  delivered at once or waited out of order.
 
 Stream offsets are 64-bit and count from the first byte after the SYN
 (or the first byte seen, for connections caught mid-stream), so the
@@ -22,6 +22,7 @@ Stream offsets are 64-bit and count from the first byte after the SYN
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
 from array import array
 from dataclasses import dataclass, field
@@ -83,9 +84,11 @@ class OverlapConflict:
     ``first`` was captured earlier and is what the stream carries;
     ``second`` came later in ``second_frame``.  ``receiver_kept`` is
     ``"first"`` when the first copy had already been delivered in order
-    (a receiver discards a retransmission of bytes it has), or
-    ``"unknown"`` when both were waiting out of order, where the choice
-    depends on the receiver's TCP stack.
+    before the second was captured (a receiver discards a retransmission
+    of bytes it has), or ``"unknown"`` when the first copy was still
+    waiting out of order as the second came, where the choice depends on
+    the receiver's TCP stack (Linux, for one, keeps the copy that fills
+    the hole).
     """
 
     offset: int
@@ -118,6 +121,36 @@ class ReassemblyLimits:
     connections: int = 1_000_000
 
 
+#: Added to a snaplen placeholder's rank so that it sorts after every
+#: copy that carries bytes: captured bytes beat bytes known to be cut off.
+_PLACEHOLDER_RANK = 1 << 62
+
+
+class _Waiting:
+    """A segment held out of order until the bytes before it arrive.
+
+    ``rank`` is its place in capture order (the order of
+    :meth:`Reassembler.add` calls).  A placeholder carries no bytes: it
+    stands for the tail a snaplen cut off ``[start, end)``, which becomes
+    a gap unless a copy with those bytes is waiting too.  ``won`` lists
+    the ranges this copy delivered; the rest of it lost to earlier copies
+    and is compared with them.
+    """
+
+    __slots__ = ("start", "end", "data", "frame", "ts", "rank", "won")
+
+    def __init__(
+        self, start: int, end: int, data: bytes, frame: int, ts: int, rank: int
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.data = data
+        self.frame = frame
+        self.ts = ts
+        self.rank = rank
+        self.won: list[tuple[int, int]] = []
+
+
 class HalfStream:
     """One direction of a connection: its bytes' evidence and statistics."""
 
@@ -131,6 +164,7 @@ class HalfStream:
         "ended",
         "pending",
         "pending_bytes",
+        "arrivals",
         "peer_acked",
         "retained_starts",
         "retained_chunks",
@@ -166,9 +200,11 @@ class HalfStream:
         self.fin = False
         self.rst = False
         self.end_time: int | None = None  # when its FIN or RST was captured
-        # Out-of-order segments: offset -> (data, frame, time).
-        self.pending: dict[int, tuple[bytes, int, int]] = {}
+        # Out-of-order segments, a heap of (start offset, rank, segment):
+        # the lowest offset comes out first, ties in capture order.
+        self.pending: list[tuple[int, int, _Waiting]] = []
         self.pending_bytes = 0
+        self.arrivals = 0  # segments ranked so far (capture order)
         self.peer_acked = -1
         # Recently delivered bytes, to compare retransmissions against.
         self.retained_starts: list[int] = []
@@ -554,20 +590,8 @@ class Reassembler:
             half.keepalives += 1
             return
 
-        # In order: deliver at once (the common case, kept short).
-        if offset == half.next:
-            self._deliver(conn, half, offset, data, frame, ts)
-            if missing:
-                self._gap(
-                    conn, half, offset + len(data), missing, "snaplen", frame, frame
-                )
-            if half.pending:
-                self._drain(conn, half)
-            self._maybe_end(conn, half)
-            return
-
+        # Old bytes again: compare what overlaps; what is new is in order.
         if offset < half.next:
-            # Old bytes again: compare what overlaps, deliver what is new.
             half.retransmissions += 1
             if offset < 0 and conn.midstream:
                 conn.anomalies.append(
@@ -582,37 +606,36 @@ class Reassembler:
                 )
             overlap = min(end, half.next) - offset
             self._compare(conn, half, offset, data[:overlap], frame)
-            if end > half.next:
-                cut = half.next - offset
-                self._deliver(conn, half, half.next, data[cut:], frame, ts)
-                if missing and half.next < end:
+            if end <= half.next:
+                return
+            data = data[half.next - offset :]
+            missing = end - half.next - len(data)
+            offset = half.next
+
+        # In order: deliver at once (the common case, kept short), unless
+        # it runs into bytes that wait already: those were captured first,
+        # so the drain picks each byte's copy.
+        if offset == half.next:
+            pending = half.pending
+            if pending and pending[0][0] < end:
+                self._wait(half, offset, data, missing, frame, ts)
+                self._drain(conn, half)
+            else:
+                self._deliver(conn, half, offset, data, frame, ts)
+                if missing:
                     self._gap(
-                        conn, half, half.next, end - half.next, "snaplen", frame, frame
+                        conn, half, offset + len(data), missing, "snaplen", frame, frame
                     )
-                if half.pending:
+                if pending:
                     self._drain(conn, half)
-                self._maybe_end(conn, half)
+            self._maybe_end(conn, half)
             return
 
         # Ahead of a hole: wait for the hole to fill.
         half.out_of_order += 1
-        held = half.pending.get(offset)
-        if held is not None:
-            if held[0] != data[: len(held[0])] and data != held[0][: len(data)]:
-                self._conflict(
-                    conn, half, offset, held[0], data, (held[1],), frame, "unknown"
-                )
-            if len(data) <= len(held[0]):
-                return
-            half.pending_bytes -= len(held[0])
-        if missing and offset + len(data) not in half.pending:
-            # Keep the cut-off tail known: a placeholder key past the data
-            # (negative frame; the length rides in the time field).
-            half.pending[offset + len(data)] = (b"", -frame, missing)
-        half.pending[offset] = (data, frame, ts)
-        half.pending_bytes += len(data)
+        self._wait(half, offset, data, missing, frame, ts)
         if half.pending_bytes > self.limits.pending_bytes:
-            first = min(half.pending)
+            first, _, held = half.pending[0]
             self._gap(
                 conn,
                 half,
@@ -620,7 +643,7 @@ class Reassembler:
                 first - half.next,
                 "limit",
                 half.last_frame,
-                half.pending[first][1],
+                held.frame,
             )
             conn.anomalies.append(
                 self._anomaly(
@@ -633,8 +656,33 @@ class Reassembler:
                 )
             )
             self._drain(conn, half)
+            self._maybe_end(conn, half)
         elif half.peer_acked > half.next:
             self._declare_acked_gap(conn, half, half.peer_acked)
+
+    def _wait(
+        self,
+        half: HalfStream,
+        offset: int,
+        data: bytes,
+        missing: int,
+        frame: int,
+        ts: int,
+    ) -> None:
+        """Hold a segment (and its snaplen-cut tail) for :meth:`_drain`."""
+        rank = half.arrivals
+        half.arrivals = rank + 1
+        pending = half.pending
+        if data:
+            end = offset + len(data)
+            held = _Waiting(offset, end, data, frame, ts, rank)
+            heapq.heappush(pending, (offset, rank, held))
+            half.pending_bytes += len(data)
+        if missing:
+            start = offset + len(data)
+            rank += _PLACEHOLDER_RANK
+            held = _Waiting(start, start + missing, b"", frame, ts, rank)
+            heapq.heappush(pending, (start, rank, held))
 
     def _deliver(
         self,
@@ -662,45 +710,77 @@ class Reassembler:
             conn.sink.feed(half.direction, offset, data)
 
     def _drain(self, conn: Connection, half: HalfStream) -> None:
-        """Deliver the waiting segments that are now in order."""
+        """Deliver the waiting segments that are now in order.
+
+        Every byte comes from the earliest-captured copy that holds it,
+        wherever the copies start.  The copies covering the current offset
+        are candidates in a heap by capture order; the stream moves on to
+        the end of the earliest one or to the start of the next waiting
+        segment, whichever is nearer.  Each step costs O(log n), so
+        draining n segments costs O(n log n).
+        """
         pending = half.pending
-        while pending:
-            first = min(pending)
-            if first > half.next:
+        if not pending or pending[0][0] > half.next:
+            return
+        candidates: list[tuple[int, _Waiting]] = []
+        pos = half.next
+        while True:
+            # Step 1: the segments that start by here become candidates.
+            while pending and pending[0][0] <= pos:
+                held = heapq.heappop(pending)[2]
+                half.pending_bytes -= len(held.data)
+                heapq.heappush(candidates, (held.rank, held))
+
+            # Step 2: copies that end by here are done: compare the bytes
+            # they lost with those that were delivered.
+            while candidates and candidates[0][1].end <= pos:
+                self._settle(conn, half, heapq.heappop(candidates)[1])
+            if not candidates:
                 return
-            data, frame, ts = pending.pop(first)
-            if frame < 0:  # a snaplen placeholder: ts holds the length
-                end = first + ts
-                if end > half.next:
-                    self._gap(
-                        conn,
-                        half,
-                        half.next,
-                        end - half.next,
-                        "snaplen",
-                        -frame,
-                        -frame,
-                    )
-                continue
-            half.pending_bytes -= len(data)
-            end = first + len(data)
-            if end <= half.next:
-                half.retransmissions += 1
-                self._compare(conn, half, first, data, frame)
-                continue
-            cut = half.next - first
-            if cut:
-                self._compare(conn, half, first, data[:cut], frame)
-            self._deliver(conn, half, half.next, data[cut:], frame, ts)
+
+            # Step 3: the earliest-captured copy carries the bytes up to
+            # its end or to the next segment, which may be earlier still.
+            held = candidates[0][1]
+            stop = held.end
+            if pending and pending[0][0] < stop:
+                stop = pending[0][0]
+            if held.rank >= _PLACEHOLDER_RANK:
+                self._gap(
+                    conn, half, pos, stop - pos, "snaplen", held.frame, held.frame
+                )
+            else:
+                piece = held.data[pos - held.start : stop - held.start]
+                self._deliver(conn, half, pos, piece, held.frame, held.ts)
+                if held.won and held.won[-1][1] == pos:
+                    held.won[-1] = (held.won[-1][0], stop)
+                else:
+                    held.won.append((pos, stop))
+            pos = stop
+
+    def _settle(self, conn: Connection, half: HalfStream, held: _Waiting) -> None:
+        """Compare the bytes of a drained copy that an earlier copy carried.
+
+        Both copies waited, or the earlier one waited while this one
+        filled the hole: which of them a receiver kept is not known.
+        """
+        if held.rank >= _PLACEHOLDER_RANK:
+            return
+        if not held.won:
+            half.retransmissions += 1
+        lo = held.start
+        for won_lo, won_hi in [*held.won, (held.end, held.end)]:
+            if lo < won_lo:
+                lost = held.data[lo - held.start : won_lo - held.start]
+                self._compare(conn, half, lo, lost, held.frame, "unknown")
+            lo = won_hi
 
     def _declare_acked_gap(
         self, conn: Connection, half: HalfStream, acked: int
     ) -> None:
         """The receiver has bytes the capture never showed: a gap."""
-        first = min(half.pending)
+        first, _, held = half.pending[0]
         end = min(acked, first)
         if end > half.next:
-            after = half.pending[first][1]
             self._gap(
                 conn,
                 half,
@@ -708,16 +788,17 @@ class Reassembler:
                 end - half.next,
                 "acked",
                 half.last_frame,
-                abs(after),
+                held.frame,
             )
             self._drain(conn, half)
+            self._maybe_end(conn, half)
 
     def _flush(self, conn: Connection, half: HalfStream, reason: str) -> None:
         """Declare every remaining hole and deliver what waited behind it."""
-        while half.pending:
-            first = min(half.pending)
+        pending = half.pending
+        while pending:
+            first, _, held = pending[0]
             if first > half.next:
-                after = half.pending[first][1]
                 self._gap(
                     conn,
                     half,
@@ -725,7 +806,7 @@ class Reassembler:
                     first - half.next,
                     reason,
                     half.last_frame,
-                    abs(after),
+                    held.frame,
                 )
             self._drain(conn, half)
         if half.peer_acked > half.next:
@@ -780,9 +861,19 @@ class Reassembler:
     # -- overlaps -------------------------------------------------------------
 
     def _compare(
-        self, conn: Connection, half: HalfStream, offset: int, data: bytes, frame: int
+        self,
+        conn: Connection,
+        half: HalfStream,
+        offset: int,
+        data: bytes,
+        frame: int,
+        kept: str = "first",
     ) -> None:
-        """Compare a retransmitted copy with the bytes already delivered."""
+        """Compare a later copy with the bytes already delivered.
+
+        ``kept`` is the conflict's ``receiver_kept``: ``"first"`` for a
+        retransmission of bytes delivered before it was captured.
+        """
         if not data:
             return
         end = offset + len(data)
@@ -818,7 +909,7 @@ class Reassembler:
                 compared += hi - lo
                 if old != new:
                     self._conflict(
-                        conn, half, lo, old, new, (first_frame,), frame, "first"
+                        conn, half, lo, old, new, (first_frame,), frame, kept
                     )
             i += 1
         if compared + late < len(data):
