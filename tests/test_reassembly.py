@@ -400,3 +400,31 @@ def test_draining_waiting_segments_never_rescans_all_of_them() -> None:
     assert half.length == 10 * (n + 1)
     assert half.gaps == [] and half.conflicts == []
     assert walked[0] <= 4 * n
+
+
+def test_fin_after_a_reset_does_not_reopen_the_direction() -> None:
+    """A FIN captured after a RST sets no end offset, so bytes that follow
+    it are data after the reset, never fed to a direction already ended."""
+    fed: list[tuple[Direction, int, bytes]] = []
+    ends: list[Direction] = []
+
+    class Sink:
+        def feed(self, direction: Direction, offset: int, data: bytes) -> None:
+            assert direction not in ends
+            fed.append((direction, offset, data))
+
+        def gap(self, direction: Direction, offset: int, length: int) -> None:
+            assert direction not in ends
+
+        def end(self, direction: Direction, offset: int) -> None:
+            ends.append(direction)
+
+    reassembler = Reassembler(lambda conn: Sink(), capture="rst")
+    a, b = b"\x0a\0\0\x01", b"\x0a\0\0\x02"
+    reassembler.add(1, 1, b, 80, a, 4000, 0, 0, RST, b"")
+    reassembler.add(2, 2, b, 80, a, 4000, 1, 0, FIN | ACK, b"")
+    reassembler.add(3, 3, b, 80, a, 4000, 0, 0, ACK, b"x")
+    reassembler.finish()
+    [conn] = reassembler.connections
+    assert fed == []
+    assert "tcp.data_after_rst" in {a.name for a in conn.anomalies}

@@ -434,8 +434,10 @@ class Reassembler:
             half.fin = True
             if half.end_time is None:
                 half.end_time = ts
-            half.fin_offset = offset + len(payload) + missing
-            self._maybe_end(conn, half)
+            # After a reset the direction is over: a FIN does not reopen it.
+            if not half.ended:
+                half.fin_offset = offset + len(payload) + missing
+                self._maybe_end(conn, half)
         if flags & TCP_RST:
             half.rst = True
             if half.end_time is None:
