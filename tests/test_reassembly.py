@@ -190,6 +190,20 @@ def test_keepalive_probe_is_not_data(tmp_path: Path) -> None:
     assert bytes(out.sinks[0].data[1]) == SERVER_DATA
 
 
+def test_zero_length_keepalive_probe_is_counted(tmp_path: Path) -> None:
+    """A Linux keep-alive probe (no payload, seq one before the next
+    expected byte, ACK set) counts as a keep-alive and adds no data and no
+    anomaly."""
+    conv, _, _ = _exchange()
+    conv.raw(False, len(SERVER_DATA) - 1, b"", flags=ACK)
+    conv.raw(True, len(REQUEST) - 1, b"", flags=ACK)
+    out = follow_frames(tmp_path, conv.frames())
+    conn = out.connections[0]
+    assert (conn.to_client.keepalives, conn.to_server.keepalives) == (1, 1)
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA
+    assert conn.anomalies == []
+
+
 def test_rst_ends_both_directions(tmp_path: Path) -> None:
     """RST is recorded and ends both directions at once."""
     conv, _, _ = _exchange()

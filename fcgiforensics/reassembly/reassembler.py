@@ -46,6 +46,8 @@ log = logging.getLogger(__name__)
 
 _SEQ_MOD = 1 << 32
 _SEQ_HALF = 1 << 31
+#: Of these flags, a keep-alive probe carries ACK alone.
+_PROBE_FLAGS = TCP_ACK | TCP_FIN | TCP_RST
 
 
 class StreamSink(Protocol):
@@ -430,6 +432,10 @@ class Reassembler:
         )
         if payload or missing:
             self._data(conn, half, offset, payload, missing, frame, ts)
+        elif offset == half.next - 1 and flags & _PROBE_FLAGS == TCP_ACK:
+            # A keep-alive probe as Linux sends it: no payload, one before
+            # the next byte (RFC 9293 section 3.8.4).
+            half.keepalives += 1
         if flags & TCP_FIN and half.fin_offset is None:
             half.fin = True
             if half.end_time is None:
