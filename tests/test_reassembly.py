@@ -8,9 +8,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fcgiforensics.capture.leg import follow_leg
 from fcgiforensics.decoders.base import Direction
-from fcgiforensics.reassembly import Reassembler
-from fcgiforensics.testing import ACK, FIN, RST, SYN, Conversation, Frame
+from fcgiforensics.reassembly import Reassembler, ReassemblyLimits
+from fcgiforensics.testing import ACK, FIN, RST, SYN, Conversation, Frame, write_pcap
 
 from .conftest import follow_frames
 
@@ -442,3 +443,29 @@ def test_fin_after_a_reset_does_not_reopen_the_direction() -> None:
     [conn] = reassembler.connections
     assert fed == []
     assert "tcp.data_after_rst" in {a.name for a in conn.anomalies}
+
+
+def test_connection_limit_is_reported_once_with_its_frame(tmp_path: Path) -> None:
+    """Connections past the limit are not followed, and the leg's anomalies
+    say so once, at the frame of the first one left out, with the number
+    followed."""
+    frames: list[Frame] = []
+    for i in range(4):
+        conv = Conversation(client_port=41000 + i, start_ns=1_700_000_000 + i)
+        conv.handshake()
+        conv.send_to_server(REQUEST)
+        frames += conv.frames()
+    frames.sort(key=lambda f: f.ts_ns)
+    path = tmp_path / "many.pcap"
+    write_pcap(str(path), frames)
+    reassembler = Reassembler(
+        capture="many.pcap", limits=ReassemblyLimits(connections=2)
+    )
+    stats = follow_leg([str(path)], reassembler)
+    reassembler.finish()
+    assert len(reassembler.connections) == 2
+    [limit] = [a for a in stats.anomalies if a.name == "tcp.connection_limit"]
+    assert limit.first_frame == 3  # the SYN of the third connection
+    assert "2 connections" in limit.detail
+    assert limit.connection == "10.0.0.1:41002 -> 10.0.0.2:80"
+    assert reassembler.anomalies == [limit]

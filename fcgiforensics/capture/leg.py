@@ -92,6 +92,8 @@ def follow_legs(
     ]
     tagged = _interleave(records) if len(records) > 1 else zip(repeat(0), records[0])
     adds = [reassembler.add for _, reassembler in groups]
+    # Anomalies of no connection that this pass adds (connection limit).
+    seen = [len(reassembler.anomalies) for _, reassembler in groups]
     packets = [0] * len(groups)
     segments = [0] * len(groups)
     count = 0
@@ -126,6 +128,7 @@ def follow_legs(
     for i, stats in enumerate(all_stats):
         stats.packets = packets[i]
         stats.tcp_segments = segments[i]
+        stats.anomalies.extend(groups[i][1].anomalies[seen[i] :])
         for info in stats.files:
             stats.anomalies.extend(info.anomalies)
     if progress is not None:

@@ -114,8 +114,10 @@ class ReassemblyLimits:
     against.  Retransmissions can only cover unacknowledged data, which
     is bounded by the window; 16 MiB leaves room for large windows.
 
-    ``connections``: connections followed at once; beyond, new ones are
-    counted and ignored, so a port scan cannot exhaust memory.
+    ``connections``: connections followed in one capture leg; beyond,
+    new ones are ignored (their segments counted, and the first one
+    reported as ``tcp.connection_limit``), so a port scan cannot exhaust
+    memory.
     """
 
     pending_bytes: int = 64 * 1024 * 1024
@@ -340,6 +342,10 @@ class Reassembler:
     return a :class:`StreamSink` (a protocol decoder) or None to only keep
     statistics and evidence.  Feed segments with :meth:`add` in capture
     order, then call :meth:`finish` once.
+
+    ``anomalies`` holds what belongs to no followed connection: the
+    ``tcp.connection_limit`` met, once.  ``ignored_connections`` counts
+    the segments of the connections left out.
     """
 
     def __init__(
@@ -358,6 +364,7 @@ class Reassembler:
             tuple[bytes, int, bytes, int], tuple[Connection, Direction]
         ] = {}
         self.ignored_connections = 0
+        self.anomalies: list[Anomaly] = []
 
     # -- public entry points -------------------------------------------
 
@@ -489,6 +496,19 @@ class Reassembler:
         payload: bytes,
     ) -> tuple[Connection, Direction] | None:
         if len(self.connections) >= self.limits.connections:
+            if not self.ignored_connections:
+                self.anomalies.append(
+                    Anomaly(
+                        "tcp.connection_limit",
+                        f"{len(self.connections)} connections followed, the "
+                        "limit; this one and later new ones are not followed",
+                        capture=self.capture,
+                        connection=f"{format_endpoint(src, sport)} -> "
+                        f"{format_endpoint(dst, dport)}",
+                        first_frame=frame,
+                        last_frame=frame,
+                    )
+                )
             self.ignored_connections += 1
             return None
 
