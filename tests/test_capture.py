@@ -12,6 +12,7 @@ from scapy.all import rdpcap  # type: ignore[import-untyped]
 from fcgiforensics.capture.packets import NotTcp, TcpSegment, decode_tcp
 from fcgiforensics.capture.records import CaptureInfo, read_records
 from fcgiforensics.errors import CaptureError, CaptureFormatError
+from fcgiforensics.frames import frame_number
 from fcgiforensics.testing import (
     Conversation,
     Frame,
@@ -257,3 +258,28 @@ def test_scapy_reads_our_synthetic_captures_the_same(tmp_path: Path) -> None:
     path.write_bytes(pcap_bytes(frames))
     packets = rdpcap(str(path))
     assert [bytes(p) for p in packets] == [f.data for f in frames]
+
+
+def test_snaplen_cuts_are_one_anomaly_per_file_with_a_count(tmp_path: Path) -> None:
+    """Packets cut by the snaplen make one capture.truncated_packet per file,
+    counting them from the first cut frame to the last, while every cut
+    stays a 'snaplen' gap on its stream."""
+    frames = [f.truncated(96) for f in _conversation()]
+    first, second = frames[0::2], frames[1::2]
+    a, b = tmp_path / "a.pcap", tmp_path / "b.pcap"
+    a.write_bytes(pcap_bytes(first))
+    b.write_bytes(pcap_bytes(second))
+    followed = follow_files([str(a), str(b)])
+    cut = [x for x in followed.stats.anomalies if x.name == "capture.truncated_packet"]
+    assert [x.capture for x in cut] == [str(a), str(b)]
+    for anomaly, half in zip(cut, (first, second), strict=True):
+        numbers = [
+            i for i, f in enumerate(half, start=1) if len(f.data) < (f.orig_len or 0)
+        ]
+        assert anomaly.detail.startswith(f"{len(numbers)} packets cut short")
+        assert anomaly.first_frame is not None and anomaly.last_frame is not None
+        assert frame_number(anomaly.first_frame) == numbers[0]
+        assert frame_number(anomaly.last_frame) == numbers[-1]
+    [conn] = followed.connections
+    gaps = conn.to_client.gaps
+    assert len(gaps) == 8 and all(g.reason == "snaplen" for g in gaps)

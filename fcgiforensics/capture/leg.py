@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 from ..anomalies import Anomaly
+from ..frames import frame_file, frame_number
 from ..reassembly import Reassembler
 from .packets import LINKTYPE_NAMES, NotTcp, decode_tcp
 from .records import CaptureInfo, RecordTuple, read_records
@@ -96,6 +97,11 @@ def follow_legs(
     seen = [len(reassembler.anomalies) for _, reassembler in groups]
     packets = [0] * len(groups)
     segments = [0] * len(groups)
+    # Per leg, per file index: [first frame, last frame, packets, bytes]
+    # cut by the snaplen.  Each cut is a gap on its stream already; the
+    # file gets one anomaly, not one per packet (a -s 96 capture of
+    # millions of packets would make millions).
+    cuts: list[dict[int, list[int]]] = [{} for _ in groups]
     count = 0
     for leg, (frame, ts, linktype, data, origlen) in tagged:
         count += 1
@@ -110,15 +116,7 @@ def follow_legs(
             segments[leg] += 1
             src, sport, dst, dport, seq, ack, flags, _, payload, missing = seg
             if missing:
-                all_stats[leg].anomalies.append(
-                    Anomaly(
-                        "capture.truncated_packet",
-                        f"{missing} bytes of TCP payload cut off by the snaplen",
-                        capture=groups[leg][1].capture,
-                        first_frame=frame,
-                        last_frame=frame,
-                    )
-                )
+                _count_cut(cuts[leg], frame, missing)
             adds[leg](
                 frame, ts, src, sport, dst, dport, seq, ack, flags, payload, missing
             )
@@ -129,6 +127,7 @@ def follow_legs(
         stats.packets = packets[i]
         stats.tcp_segments = segments[i]
         stats.anomalies.extend(groups[i][1].anomalies[seen[i] :])
+        _note_cuts(stats, cuts[i])
         for info in stats.files:
             stats.anomalies.extend(info.anomalies)
     if progress is not None:
@@ -185,6 +184,34 @@ def _note_not_tcp(stats: LegStats, capture: str, seg: NotTcp, frame: int) -> Non
         stats.anomalies.append(
             Anomaly(
                 name, seg.detail, capture=capture, first_frame=frame, last_frame=frame
+            )
+        )
+
+
+def _count_cut(cuts: dict[int, list[int]], frame: int, missing: int) -> None:
+    """Count one packet whose TCP payload the snaplen cut short."""
+    entry = cuts.get(frame_file(frame))
+    if entry is None:
+        cuts[frame_file(frame)] = [frame, frame, 1, missing]
+    else:
+        entry[1] = frame
+        entry[2] += 1
+        entry[3] += missing
+
+
+def _note_cuts(stats: LegStats, cuts: dict[int, list[int]]) -> None:
+    """One ``capture.truncated_packet`` per file with packets cut short."""
+    for index, (first, last, packets, missing) in sorted(cuts.items()):
+        stats.anomalies.append(
+            Anomaly(
+                "capture.truncated_packet",
+                f"{packets} packets cut short by the snaplen, frames "
+                f"{frame_number(first)} to {frame_number(last)}: {missing} "
+                "bytes of TCP payload not captured (snaplen gaps on their "
+                "streams)",
+                capture=stats.files[index].path,
+                first_frame=first,
+                last_frame=last,
             )
         )
 
