@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import os
 import struct
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -283,3 +287,58 @@ def test_snaplen_cuts_are_one_anomaly_per_file_with_a_count(tmp_path: Path) -> N
     [conn] = followed.connections
     gaps = conn.to_client.gaps
     assert len(gaps) == 8 and all(g.reason == "snaplen" for g in gaps)
+
+
+@contextlib.contextmanager
+def _through_pipe(data: bytes) -> Iterator[str]:
+    """A path that reads ``data`` from a pipe, as ``cat f | ... /dev/stdin``
+    gives it: no seek, no mmap, reads of at most the pipe's buffer."""
+    read_fd, write_fd = os.pipe()
+
+    def write() -> None:
+        with contextlib.suppress(BrokenPipeError), os.fdopen(write_fd, "wb") as out:
+            out.write(data)
+
+    # A daemon, so that a reader failing early cannot hang the run.
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        yield f"/proc/self/fd/{read_fd}"
+    finally:
+        os.close(read_fd)
+        writer.join(timeout=5)
+
+
+@pytest.mark.parametrize("form", ["pcap", "pcapng", "pcap.gz"])
+def test_capture_read_from_a_pipe(form: str) -> None:
+    """A capture arriving on a pipe, plain or gzipped and larger than the
+    pipe's buffer, reads the same records as the file, with the bytes read
+    counted."""
+    conv = Conversation()
+    conv.handshake()
+    conv.send_to_server(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    conv.send_to_client(bytes(range(256)) * 1200)
+    conv.close()
+    frames = conv.frames()
+    data = pcapng_bytes(frames) if form == "pcapng" else pcap_bytes(frames)
+    if form.endswith(".gz"):
+        data = gzip.compress(data)
+    with _through_pipe(data) as path:
+        records, info = _records(Path(path))
+    assert [r[3] for r in records] == [f.data for f in frames]
+    assert info.anomalies == []
+    assert info.compressed == form.endswith(".gz")
+    assert info.bytes_read == len(data)
+
+
+def test_capture_read_from_a_pipe_is_reassembled() -> None:
+    """A leg read from a pipe is reassembled like the file."""
+    with _through_pipe(pcap_bytes(_conversation())) as path:
+        followed = follow_files([path])
+    assert bytes(followed.sinks[0].data[1]) == bytes(range(256)) * 40
+
+
+def test_empty_pipe_is_a_capture_error() -> None:
+    """A pipe that closes before a capture header is an error naming it."""
+    with _through_pipe(b"") as path, pytest.raises(CaptureFormatError, match="short"):
+        _records(Path(path))

@@ -7,7 +7,9 @@ it raises :class:`~fcgiforensics.errors.CaptureFormatError` only when the
 file is not a capture at all.
 
 The file is read in large blocks, never whole, so memory stays bounded
-by :data:`READ_BLOCK` whatever the capture's size.
+by :data:`READ_BLOCK` whatever the capture's size.  A regular file is
+memory-mapped; anything else (a pipe, ``/dev/stdin``, a FIFO) is read
+forward as a stream, never seeked.
 """
 
 from __future__ import annotations
@@ -15,13 +17,19 @@ from __future__ import annotations
 import gzip
 import io
 import mmap
+import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..anomalies import Anomaly
 from ..errors import CaptureError, CaptureFormatError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "READ_BLOCK",
@@ -179,8 +187,46 @@ class _BlockReader:
         return self.base + self.pos
 
 
-def _open(path: str) -> tuple[io.BufferedIOBase, io.BufferedIOBase, bool]:
-    """Open ``path`` for reading, looking through gzip compression."""
+class _Stream(io.RawIOBase):
+    """A forward-only input (a pipe) with the bytes read to tell its format
+    put back in front.  ``tell`` counts the bytes read, for progress."""
+
+    def __init__(self, raw: io.BufferedReader, head: bytes) -> None:
+        super().__init__()
+        self._raw = raw
+        self._head = head
+        self._read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        head = self._head
+        if head:
+            n = min(len(view), len(head))
+            view[:n] = head[:n]
+            self._head = head[n:]
+        else:
+            n = self._raw.readinto1(view)
+        self._read += n
+        return n
+
+    def tell(self) -> int:
+        return self._read
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _open(path: str) -> tuple[io.BufferedIOBase, io.BufferedIOBase, bool, bool]:
+    """Open ``path`` for reading, looking through gzip compression.
+
+    Returns the stream to read, the file under it (whose ``tell`` is the
+    bytes read), whether it is compressed, and whether it is a regular
+    file (which can be mapped).
+    """
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed by the caller
     except FileNotFoundError:
@@ -191,11 +237,22 @@ def _open(path: str) -> tuple[io.BufferedIOBase, io.BufferedIOBase, bool]:
         raise CaptureError(path, "permission denied") from None
     except OSError as exc:
         raise CaptureError(path, exc.strerror or str(exc)) from None
-    if raw.read(2) == _GZIP_MAGIC:
-        raw.seek(0)
-        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, True
-    raw.seek(0)
-    return raw, raw, False
+    try:
+        regular = stat.S_ISREG(os.fstat(raw.fileno()).st_mode)
+        if regular:
+            head = raw.read(2)
+            raw.seek(0)
+            under: io.BufferedIOBase = raw
+        else:
+            # A pipe cannot seek back: keep what was read, put it back.
+            head = raw.read(2)
+            under = io.BufferedReader(_Stream(raw, head), READ_BLOCK)
+    except OSError as exc:
+        raw.close()
+        raise CaptureError(path, exc.strerror or str(exc)) from None
+    if head == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=under, mode="rb"), under, True, regular
+    return under, under, False, regular
 
 
 def read_records(
@@ -210,7 +267,7 @@ def read_records(
     """
     if info is None:
         info = CaptureInfo(path)
-    file, raw, compressed = _open(path)
+    file, raw, compressed, regular = _open(path)
     info.compressed = compressed
     with raw, file:
         try:
@@ -223,7 +280,7 @@ def read_records(
             raise CaptureFormatError(
                 path, f"too short to be a capture ({len(first)} bytes)", offset=0
             )
-        if not compressed:
+        if not compressed and regular:
             # A plain file: map it instead of copying block by block.
             mapped = mmap.mmap(raw.fileno(), 0, access=mmap.ACCESS_READ)
             reader = _BlockReader(file, mapped, info, raw)
