@@ -22,6 +22,7 @@ Stream offsets are 64-bit and count from the first byte after the SYN
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import heapq
 import logging
 from array import array
@@ -281,7 +282,8 @@ class Connection:
 
     ``client`` is the side that sent the SYN; for a connection caught
     mid-stream (``midstream`` True) it is the side with the higher port,
-    a guess the protocol decoders may correct.
+    a guess that :meth:`Reassembler.swap_roles` corrects when the first
+    bytes or a port option show it wrong.
     """
 
     index: int
@@ -517,9 +519,9 @@ class Reassembler:
         syn_only = bool(flags & TCP_SYN) and not flags & TCP_ACK
         midstream = not syn_only
         if syn_only or (not flags & TCP_SYN and sport > dport):
-            client, server, direction = (src, sport), (dst, dport), Direction.TO_SERVER
+            client, server = (src, sport), (dst, dport)
         else:
-            client, server, direction = (dst, dport), (src, sport), Direction.TO_CLIENT
+            client, server = (dst, dport), (src, sport)
 
         # A new SYN on a 4-tuple in use ends the old connection first.
         old = self._flows.get((src, sport, dst, dport))
@@ -554,7 +556,42 @@ class Reassembler:
         if callable(self._sink_for):
             conn.sink = self._sink_for(conn)
         log.debug("connection %d opened at frame %d", conn.index, frame)
-        return conn, direction
+        # (looked up again: the sink's maker may have swapped the roles)
+        return self._flows[(src, sport, dst, dport)]
+
+    def swap_roles(self, conn: Connection) -> None:
+        """Make the client of ``conn`` its server, and the server its client.
+
+        For a connection caught mid-stream, whose client was guessed from
+        the ports, once a port option or its first bytes show the guess
+        wrong.  Each direction keeps its evidence and takes the other
+        :class:`Direction`; anomalies already recorded are relabelled.
+        Calls made to the sink before the swap used the old directions.
+        """
+        old = conn.label()
+        was_to_server, was_to_client = conn.halves
+        was_to_client.direction = Direction.TO_SERVER
+        was_to_server.direction = Direction.TO_CLIENT
+        conn.halves = (was_to_client, was_to_server)
+        conn.client, conn.server = conn.server, conn.client
+        (caddr, cport), (saddr, sport) = conn.client, conn.server
+        for key, direction in (
+            ((caddr, cport, saddr, sport), Direction.TO_SERVER),
+            ((saddr, sport, caddr, cport), Direction.TO_CLIENT),
+        ):
+            found = self._flows.get(key)
+            if found is not None and found[0] is conn:
+                self._flows[key] = (conn, direction)
+        new = conn.label()
+        flip = {d.label: Direction(1 - d).label for d in Direction}
+        conn.anomalies[:] = [
+            dataclasses.replace(
+                a,
+                connection=new if a.connection == old else a.connection,
+                direction=flip.get(a.direction or "", a.direction),
+            )
+            for a in conn.anomalies
+        ]
 
     # -- sequence numbers -----------------------------------------------
 
