@@ -469,3 +469,24 @@ def test_connection_limit_is_reported_once_with_its_frame(tmp_path: Path) -> Non
     assert "2 connections" in limit.detail
     assert limit.connection == "10.0.0.1:41002 -> 10.0.0.2:80"
     assert reassembler.anomalies == [limit]
+
+
+def test_unobserved_returns_exactly_the_gaps_overlapping_a_range(
+    tmp_path: Path,
+) -> None:
+    """unobserved(start, end) gives the gaps that overlap [start, end), in
+    order, on a stream with a gap per packet (a snaplen-cut capture)."""
+    conv, _, _ = _exchange()
+    conv.close()
+    out = follow_frames(tmp_path, [f.truncated(200) for f in conv.frames()])
+    half = out.connections[0].to_client
+    gaps = half.gaps
+    assert len(gaps) > 10
+    for start in range(0, len(SERVER_DATA), 97):
+        for size in (1, 146, 1448, 5000):
+            expected = [
+                g
+                for g in gaps
+                if g.offset < start + size and start < g.offset + g.length
+            ]
+            assert half.unobserved(start, start + size) == expected

@@ -126,6 +126,10 @@ class ReassemblyLimits:
     connections: int = 1_000_000
 
 
+def _gap_end(gap: StreamGap) -> int:
+    return gap.offset + gap.length
+
+
 #: Added to a snaplen placeholder's rank so that it sorts after every
 #: copy that carries bytes: captured bytes beat bytes known to be cut off.
 _PLACEHOLDER_RANK = 1 << 62
@@ -272,8 +276,19 @@ class HalfStream:
         return self.seg_times[i]
 
     def unobserved(self, start: int, end: int) -> list[StreamGap]:
-        """Gaps that overlap stream bytes ``[start, end)``."""
-        return [g for g in self.gaps if g.offset < end and start < g.offset + g.length]
+        """Gaps that overlap stream bytes ``[start, end)``.
+
+        Gaps are declared at the stream's end as it grows, so they lie in
+        offset order and never overlap: a bisection finds the first one
+        (a snaplen-cut capture has a gap per packet).
+        """
+        gaps = self.gaps
+        i = bisect.bisect_right(gaps, start, key=_gap_end)
+        out: list[StreamGap] = []
+        while i < len(gaps) and gaps[i].offset < end:
+            out.append(gaps[i])
+            i += 1
+        return out
 
 
 @dataclass(slots=True)
