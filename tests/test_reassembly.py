@@ -490,3 +490,38 @@ def test_unobserved_returns_exactly_the_gaps_overlapping_a_range(
                 if g.offset < start + size and start < g.offset + g.length
             ]
             assert half.unobserved(start, start + size) == expected
+
+
+def test_midstream_keepalive_first_does_not_shift_the_stream(
+    tmp_path: Path,
+) -> None:
+    """Mid-stream, a keep-alive probe seen before any data (seq one before
+    the next byte) does not fix where the stream starts: the data after it
+    begins at offset 0, with no one-byte gap in front."""
+    conv, _, data = _exchange()
+    frames = conv.frames()
+    probe = conv.raw(False, 2 * 1448 - 1, b"", flags=ACK)
+    start = frames.index(data[2])
+    out = follow_frames(tmp_path, [probe, *frames[start:]])
+    [conn] = out.connections
+    assert conn.midstream
+    assert conn.to_client.gaps == []
+    assert bytes(out.sinks[0].data[1]) == SERVER_DATA[2 * 1448 :]
+
+
+def test_midstream_pure_ack_first_still_shows_lost_data_after_it(
+    tmp_path: Path,
+) -> None:
+    """Mid-stream, a pure ACK seen first still fixes where the stream
+    starts, so data the capture lost after it, and the peer acknowledged,
+    is an 'acked' gap at offset 0."""
+    conv, _, data = _exchange()
+    frames = conv.frames()
+    start = frames.index(data[2])
+    pure_ack = conv.raw(False, 1448, b"", flags=ACK)
+    conv.ack_to_client()
+    out = follow_frames(tmp_path, [pure_ack, *frames[start:], conv.frames()[-1]])
+    [conn] = out.connections
+    [gap] = conn.to_client.gaps
+    assert (gap.offset, gap.length, gap.reason) == (0, 1448, "acked")
+    assert conn.to_client.keepalives == 0

@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 _SEQ_MOD = 1 << 32
 _SEQ_HALF = 1 << 31
+_ENDS = TCP_FIN | TCP_RST
 #: Of these flags, a keep-alive probe carries ACK alone.
-_PROBE_FLAGS = TCP_ACK | TCP_FIN | TCP_RST
+_PROBE_FLAGS = TCP_ACK | _ENDS
 
 
 class StreamSink(Protocol):
@@ -168,6 +169,7 @@ class HalfStream:
         "base",
         "next",
         "started",
+        "probe_base",
         "syn_frame",
         "fin_offset",
         "ended",
@@ -203,6 +205,7 @@ class HalfStream:
         self.base = 0  # sequence number of stream offset 0
         self.next = 0  # next expected stream offset
         self.started = False
+        self.probe_base = False  # base fixed by a segment with no data
         self.syn_frame: int | None = None
         self.fin_offset: int | None = None
         self.ended = False
@@ -428,6 +431,9 @@ class Reassembler:
         if not half.started:
             half.base = seq
             half.started = True
+            # Mid-stream, a segment with no data may be a keep-alive probe,
+            # one before the next byte: the first data will tell.
+            half.probe_base = not (payload or missing or flags & _ENDS)
 
         # Step 3: the ACK tells what the peer received, which finds the
         # holes that the capture (not the network) lost.
@@ -454,6 +460,8 @@ class Reassembler:
             + ((seq - half.base) % _SEQ_MOD - nxt + _SEQ_HALF) % _SEQ_MOD
             - _SEQ_HALF
         )
+        if half.probe_base and (payload or missing or flags & _ENDS):
+            offset = self._maybe_rebase(half, offset)
         if payload or missing:
             self._data(conn, half, offset, payload, missing, frame, ts)
         elif offset == half.next - 1 and flags & _PROBE_FLAGS == TCP_ACK:
@@ -609,6 +617,21 @@ class Reassembler:
         ]
 
     # -- sequence numbers -----------------------------------------------
+
+    @staticmethod
+    def _maybe_rebase(half: HalfStream, offset: int) -> int:
+        """The first data of a mid-stream direction whose first segment
+        had none: if the data starts one past it, that segment was a
+        keep-alive probe (seq = next - 1), and the stream starts here, not
+        one byte earlier.  Returns the data's offset."""
+        half.probe_base = False
+        if offset != 1 or half.next or half.pending or half.gaps:
+            return offset
+        half.base = (half.base + 1) % _SEQ_MOD
+        half.keepalives += 1
+        if half.peer_acked > 0:
+            half.peer_acked -= 1  # the ACK answering the probe
+        return 0
 
     @staticmethod
     def _unwrap(half: HalfStream, seq: int) -> int:
