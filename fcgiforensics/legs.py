@@ -3,8 +3,8 @@ requests, and every anomaly with the frames it was seen in.
 
 This module joins the stages (capture reading, reassembly, protocol
 detection, decoders).  Its one piece of protocol knowledge says which
-side of a connection caught without its SYN is the client, from the
-first bytes each side sent (:class:`_RoleCheck`).
+side of a connection caught without its handshake is the client, from
+the first bytes each side sent (:class:`_RoleCheck`).
 """
 
 from __future__ import annotations
@@ -163,11 +163,12 @@ class LegCollector:
         return None
 
     def _sink_for(self, conn: Connection) -> DetectingDecoder | _RoleCheck:
-        # A port option names the server.  Mid-stream the client was only
-        # guessed from the ports, so an option naming the guessed client's
-        # port turns the connection round; after a SYN it means nothing.
+        # A port option names the server.  Without SYN or SYN-ACK the
+        # client was only guessed from the ports, so an option naming the
+        # guessed client's port turns the connection round; otherwise the
+        # handshake decided.
         forced = self._forced(conn.server[1])
-        if forced is None and conn.midstream:
+        if forced is None and conn.guessed_roles:
             forced = self._forced(conn.client[1])
             if forced is not None:
                 self.reassembler.swap_roles(conn)
@@ -278,8 +279,8 @@ def _role(head: bytes, final: bool) -> str | None:
 
 
 class _RoleCheck:
-    """The sink of a connection caught without its SYN, until its first
-    bytes show which side is the client.
+    """The sink of a connection caught without its handshake, until its
+    first bytes show which side is the client.
 
     The reassembler guessed the client from the ports (the higher one);
     a server listening on an ephemeral port above its client's, as on

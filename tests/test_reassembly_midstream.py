@@ -171,3 +171,19 @@ def test_syn_decides_even_against_the_first_bytes(tmp_path: Path) -> None:
         assert not conn.midstream
         assert _endpoints(leg) == (CLIENT_PORT, SERVER_PORT)
         assert conn.client[0] == socket.inet_aton("10.0.0.1")
+
+
+def test_syn_ack_decides_when_the_syn_was_missed(tmp_path: Path) -> None:
+    """With only the SYN-ACK captured, its sender is the server: neither
+    the ports nor the first bytes turn such a connection round."""
+    conv = Conversation(client_port=CLIENT_PORT, server_port=SERVER_PORT)
+    conv.handshake()
+    conv.send_to_server(http_response(b"odd"))
+    conv.send_to_client(http_request("GET", "/odd"))
+    path = tmp_path / "synack.pcap"
+    write_pcap(str(path), conv.frames()[1:])
+    for options in (None, LegOptions(http_ports=frozenset({CLIENT_PORT}))):
+        leg = read_leg([str(path)], options)
+        [conn] = leg.connections
+        assert conn.midstream and not conn.guessed_roles
+        assert _endpoints(leg) == (CLIENT_PORT, SERVER_PORT)

@@ -298,10 +298,11 @@ class HalfStream:
 class Connection:
     """One TCP connection: its endpoints and both directions' evidence.
 
-    ``client`` is the side that sent the SYN; for a connection caught
-    mid-stream (``midstream`` True) it is the side with the higher port,
-    a guess that :meth:`Reassembler.swap_roles` corrects when the first
-    bytes or a port option show it wrong.
+    ``client`` is the side that sent the SYN, or that received the SYN-ACK
+    of a connection caught without its SYN (``midstream`` True).  Caught
+    with neither, it is the side with the higher port: ``guessed_roles``
+    is then True, until :meth:`Reassembler.swap_roles` corrects the guess
+    from the first bytes or a port option.
     """
 
     index: int
@@ -319,6 +320,7 @@ class Connection:
     anomalies: list[Anomaly] = field(default_factory=list)
     sink: StreamSink | None = None
     closed: bool = False
+    guessed_roles: bool = False
 
     @property
     def to_server(self) -> HalfStream:
@@ -556,6 +558,7 @@ class Reassembler:
             old_conn.closed = True
 
         conn = Connection(len(self.connections), client, server, frame, ts, midstream)
+        conn.guessed_roles = not flags & TCP_SYN
         if midstream:
             conn.anomalies.append(
                 Anomaly(
@@ -585,13 +588,14 @@ class Reassembler:
     def swap_roles(self, conn: Connection) -> None:
         """Make the client of ``conn`` its server, and the server its client.
 
-        For a connection caught mid-stream, whose client was guessed from
-        the ports, once a port option or its first bytes show the guess
-        wrong.  Each direction keeps its evidence and takes the other
+        For a connection whose client was guessed from the ports
+        (``guessed_roles``), once a port option or its first bytes show
+        the guess wrong.  Each direction keeps its evidence and takes the other
         :class:`Direction`; anomalies already recorded are relabelled.
         Calls made to the sink before the swap used the old directions.
         """
         old = conn.label()
+        conn.guessed_roles = False
         was_to_server, was_to_client = conn.halves
         was_to_client.direction = Direction.TO_SERVER
         was_to_server.direction = Direction.TO_CLIENT
