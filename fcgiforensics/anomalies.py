@@ -82,7 +82,9 @@ CATALOGUE: dict[str, str] = {
     "tcp.before_start": "data before the first byte seen of a mid-stream connection",
     "tcp.late_data": ("bytes arrived after their range was declared a gap; not merged"),
     "tcp.pending_limit": "too many out-of-order bytes were waiting; a gap was declared",
-    "tcp.connection_limit": "too many connections at once; new ones were not followed",
+    "tcp.connection_limit": (
+        "the leg held more connections than are followed; later ones were not"
+    ),
     # HTTP/1.x (client leg)
     "http.bad_request_line": "a line where a request line belongs is not one",
     "http.bad_status_line": "a line where a status line belongs is not one",
@@ -170,7 +172,9 @@ CATALOGUE: dict[str, str] = {
         "PARAMS, STDIN, DATA or STDERR content after the empty record ending it"
     ),
     "fcgi.bad_cgi_header": (
-        "the CGI header block in STDOUT is unfinished or has a malformed line"
+        "the CGI header block in STDOUT is unfinished or has a malformed line "
+        "(a Status that is not three ASCII digits from 100, a Content-Length "
+        "that is not 1 to 19 ASCII digits)"
     ),
     "fcgi.cgi_header_limit": "the CGI header block passed its size limit",
     "fcgi.params_limit": "PARAMS of a request passed the byte or pair limit",
