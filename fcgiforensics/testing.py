@@ -32,6 +32,7 @@ __all__ = [
     "http_request",
     "http_response",
     "two_leg_exchanges",
+    "one_exchange",
     "tcp_frame",
     "pcap_bytes",
     "pcapng_bytes",
@@ -501,3 +502,55 @@ def two_leg_exchanges(
     client.close()
     upstream.close()
     return client.frames(), upstream.frames()
+
+
+def one_exchange(
+    app: bytes,
+    client: bytes,
+    *,
+    method: str = "GET",
+    uri: str = "/x",
+    params: dict[str, str] | None = None,
+    start_ns: int = 1_765_000_000 * 10**9,
+) -> tuple[list[Frame], list[Frame]]:
+    """Frames of both legs of one exchange, with the app's and the
+    client's bytes given whole, for damage :func:`two_leg_exchanges`
+    cannot express (STDERR between STDOUT records, odd CGI headers, a
+    web server that adds or rewrites headers).
+
+    ``app`` is what the app sends on the FastCGI leg (build it with
+    :func:`fcgi_response` or :func:`fcgi_record`), ``client`` what the
+    client leg carries back (an HTTP response).  The FastCGI request
+    names the client's endpoint in REMOTE_ADDR/REMOTE_PORT, as nginx
+    does; ``params`` adds to or overrides its PARAMS.
+    """
+    conv = Conversation(
+        client="192.0.2.10",
+        client_port=51000,
+        server="192.0.2.1",
+        server_port=80,
+        start_ns=start_ns,
+    )
+    upstream = Conversation(
+        client="127.0.0.1",
+        client_port=42000,
+        server="127.0.0.1",
+        server_port=9000,
+        start_ns=start_ns + 100_000,
+    )
+    conv.handshake()
+    upstream.handshake()
+    conv.send_to_server(http_request(method, uri))
+    fields = {
+        "REQUEST_METHOD": method,
+        "REQUEST_URI": uri,
+        "REMOTE_ADDR": "192.0.2.10",
+        "REMOTE_PORT": "51000",
+    }
+    fields.update(params or {})
+    upstream.send_to_server(fcgi_request(1, fields))
+    upstream.send_to_client(app)
+    conv.send_to_client(client)
+    conv.close()
+    upstream.close()
+    return conv.frames(), upstream.frames()

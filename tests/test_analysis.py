@@ -124,55 +124,20 @@ def _app_gzip_pair(tmp_path: Path, damage: bool) -> tuple[str, str]:
     Django's GZipMiddleware does); nginx passes it on unchanged."""
     import gzip
 
-    from fcgiforensics.testing import (
-        Conversation,
-        fcgi_request,
-        fcgi_response,
-        http_request,
-    )
+    from fcgiforensics.testing import fcgi_response
 
     body = b"hello world " * 2000
     wire = bytearray(gzip.compress(body))
     if damage:
         wire[40:44] = b"\xff\xff\xff\xff"
-    c = Conversation(
-        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
+    app = fcgi_response(
+        1, b"Content-Type: text/plain\r\nContent-Encoding: gzip\r\n", bytes(wire)
     )
-    u = Conversation(
-        client="127.0.0.1",
-        client_port=42000,
-        server="127.0.0.1",
-        server_port=9000,
-        start_ns=c.start_ns + 100_000,
-    )
-    c.handshake()
-    u.handshake()
-    c.send_to_server(http_request("GET", "/z"))
-    u.send_to_server(
-        fcgi_request(
-            1,
-            {
-                "REQUEST_METHOD": "GET",
-                "REQUEST_URI": "/z",
-                "REMOTE_ADDR": "192.0.2.10",
-                "REMOTE_PORT": "51000",
-            },
-        )
-    )
-    u.send_to_client(
-        fcgi_response(
-            1, b"Content-Type: text/plain\r\nContent-Encoding: gzip\r\n", bytes(wire)
-        )
-    )
-    c.send_to_client(
+    client = (
         b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
         b"Content-Length: %d\r\n\r\n" % len(wire) + bytes(wire)
     )
-    c.close()
-    u.close()
-    write_pcap(str(tmp_path / "c.pcap"), c.frames())
-    write_pcap(str(tmp_path / "u.pcap"), u.frames())
-    return str(tmp_path / "c.pcap"), str(tmp_path / "u.pcap")
+    return _one_exchange(tmp_path, app, client)
 
 
 def test_a_body_the_app_compressed_itself_is_compared_decoded(
@@ -200,45 +165,14 @@ def test_an_undecodable_app_encoding_is_the_apps_damage(tmp_path: Path) -> None:
 def test_x_accel_redirect_is_not_compared(tmp_path: Path) -> None:
     """When the app hands the body to nginx with X-Accel-Redirect, the
     client's body never travelled upstream: incomplete, never blamed."""
-    from fcgiforensics.testing import (
-        Conversation,
-        fcgi_request,
-        fcgi_response,
-        http_request,
-        http_response,
-    )
+    from fcgiforensics.testing import fcgi_response, http_response
 
-    c = Conversation(
-        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
+    client, upstream = _one_exchange(
+        tmp_path,
+        fcgi_response(1, b"X-Accel-Redirect: /protected/7.bin\r\n", b""),
+        http_response(b"\x00\x01" * 5000),
     )
-    u = Conversation(
-        client="127.0.0.1",
-        client_port=42000,
-        server="127.0.0.1",
-        server_port=9000,
-        start_ns=c.start_ns + 100_000,
-    )
-    c.handshake()
-    u.handshake()
-    c.send_to_server(http_request("GET", "/download/7"))
-    u.send_to_server(
-        fcgi_request(
-            1,
-            {
-                "REQUEST_METHOD": "GET",
-                "REQUEST_URI": "/download/7",
-                "REMOTE_ADDR": "192.0.2.10",
-                "REMOTE_PORT": "51000",
-            },
-        )
-    )
-    u.send_to_client(fcgi_response(1, b"X-Accel-Redirect: /protected/7.bin\r\n", b""))
-    c.send_to_client(http_response(b"\x00\x01" * 5000))
-    c.close()
-    u.close()
-    write_pcap(str(tmp_path / "c.pcap"), c.frames())
-    write_pcap(str(tmp_path / "u.pcap"), u.frames())
-    [ex] = analyze([str(tmp_path / "c.pcap")], [str(tmp_path / "u.pcap")]).exchanges
+    [ex] = analyze([client], [upstream]).exchanges
     assert (ex.verdict, ex.hop) == ("incomplete", None)
     assert "X-Accel-Redirect" in ex.attribution.evidence[0]
 
@@ -246,40 +180,13 @@ def test_x_accel_redirect_is_not_compared(tmp_path: Path) -> None:
 def _one_exchange(
     tmp_path: Path, app: bytes, client: bytes, method: str = "GET"
 ) -> tuple[str, str]:
-    """Both legs of one exchange: ``app`` is what the app sends on the
-    FastCGI leg, ``client`` what the client leg carries back."""
-    from fcgiforensics.testing import Conversation, fcgi_request, http_request
+    """Both legs of one exchange, written to files: ``app`` is what the
+    app sends on the FastCGI leg, ``client`` what the client leg carries."""
+    from fcgiforensics.testing import one_exchange
 
-    c = Conversation(
-        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
-    )
-    u = Conversation(
-        client="127.0.0.1",
-        client_port=42000,
-        server="127.0.0.1",
-        server_port=9000,
-        start_ns=c.start_ns + 100_000,
-    )
-    c.handshake()
-    u.handshake()
-    c.send_to_server(http_request(method, "/x"))
-    u.send_to_server(
-        fcgi_request(
-            1,
-            {
-                "REQUEST_METHOD": method,
-                "REQUEST_URI": "/x",
-                "REMOTE_ADDR": "192.0.2.10",
-                "REMOTE_PORT": "51000",
-            },
-        )
-    )
-    u.send_to_client(app)
-    c.send_to_client(client)
-    c.close()
-    u.close()
-    write_pcap(str(tmp_path / "c.pcap"), c.frames())
-    write_pcap(str(tmp_path / "u.pcap"), u.frames())
+    client_frames, upstream_frames = one_exchange(app, client, method=method)
+    write_pcap(str(tmp_path / "c.pcap"), client_frames)
+    write_pcap(str(tmp_path / "u.pcap"), upstream_frames)
     return str(tmp_path / "c.pcap"), str(tmp_path / "u.pcap")
 
 

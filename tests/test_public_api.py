@@ -29,6 +29,7 @@ def test_testing_module_exports() -> None:
         "http_request",
         "http_response",
         "two_leg_exchanges",
+        "one_exchange",
     }
 
 

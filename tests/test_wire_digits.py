@@ -16,11 +16,10 @@ from fcgiforensics.anomalies import Anomaly
 from fcgiforensics.decoders.base import Direction
 from fcgiforensics.decoders.fastcgi import FcgiDecoder, FcgiRequest
 from fcgiforensics.testing import (
-    Conversation,
     fcgi_request,
     fcgi_response,
-    http_request,
     http_response,
+    one_exchange,
     write_pcap,
 )
 
@@ -66,32 +65,14 @@ def test_cgi_content_length_not_a_short_ascii_number_is_a_bad_header(
 
 def _pair_with_remote_port(tmp_path: Path, remote_port: str) -> tuple[str, str]:
     """Both legs of one exchange whose REMOTE_PORT param is ``remote_port``."""
-    client = Conversation(
-        client="192.0.2.10", client_port=51000, server="192.0.2.1", server_port=80
+    client, upstream = one_exchange(
+        fcgi_response(1, b"Content-Type: text/plain\r\n", b"hi"),
+        http_response(b"hi"),
+        uri="/p",
+        params={"REMOTE_PORT": remote_port},
     )
-    upstream = Conversation(
-        client="127.0.0.1",
-        client_port=42000,
-        server="127.0.0.1",
-        server_port=9000,
-        start_ns=client.start_ns + 100_000,
-    )
-    client.handshake()
-    upstream.handshake()
-    client.send_to_server(http_request("GET", "/p"))
-    params = {
-        "REQUEST_METHOD": "GET",
-        "REQUEST_URI": "/p",
-        "REMOTE_ADDR": "192.0.2.10",
-        "REMOTE_PORT": remote_port,
-    }
-    upstream.send_to_server(fcgi_request(1, params))
-    upstream.send_to_client(fcgi_response(1, b"Content-Type: text/plain\r\n", b"hi"))
-    client.send_to_client(http_response(b"hi"))
-    client.close()
-    upstream.close()
-    write_pcap(str(tmp_path / "c.pcap"), client.frames())
-    write_pcap(str(tmp_path / "u.pcap"), upstream.frames())
+    write_pcap(str(tmp_path / "c.pcap"), client)
+    write_pcap(str(tmp_path / "u.pcap"), upstream)
     return str(tmp_path / "c.pcap"), str(tmp_path / "u.pcap")
 
 
