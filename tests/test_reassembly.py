@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fcgiforensics.capture.leg import follow_leg
+from fcgiforensics.capture.packets import NotTcp, decode_tcp
 from fcgiforensics.decoders.base import Direction
 from fcgiforensics.reassembly import Reassembler, ReassemblyLimits
 from fcgiforensics.testing import ACK, FIN, RST, SYN, Conversation, Frame, write_pcap
@@ -525,3 +526,53 @@ def test_midstream_pure_ack_first_still_shows_lost_data_after_it(
     [gap] = conn.to_client.gaps
     assert (gap.offset, gap.length, gap.reason) == (0, 1448, "acked")
     assert conn.to_client.keepalives == 0
+
+
+def test_in_order_segments_reach_the_sink_in_batches_in_stream_order() -> None:
+    """Consecutive in-order segments of one direction reach the sink as a
+    few batches of at most FEED_BATCH plus one segment, each call in
+    stream order, and the other direction's data hands a batch over."""
+    from fcgiforensics.reassembly.reassembler import FEED_BATCH
+
+    calls: list[tuple[str, Direction, int, int]] = []
+
+    class Recorder:
+        def feed(self, direction: Direction, offset: int, data: bytes) -> None:
+            calls.append(("feed", direction, offset, len(data)))
+
+        def gap(self, direction: Direction, offset: int, length: int) -> None:
+            calls.append(("gap", direction, offset, length))
+
+        def end(self, direction: Direction, offset: int) -> None:
+            calls.append(("end", direction, offset, 0))
+
+    body = bytes(300_000)
+    conv = Conversation(mss=1448)
+    conv.handshake()
+    conv.send_to_server(REQUEST)
+    conv.send_to_client(body)
+    conv.send_to_server(REQUEST)
+    conv.close()
+    reassembler = Reassembler(lambda conn: Recorder())
+    for frame, f in enumerate(conv.frames(), start=1):
+        seg = decode_tcp(f.linktype, f.data, f.orig_len)
+        assert not isinstance(seg, NotTcp)
+        src, sport, dst, dport, seq, ack, flags, _, payload, missing = seg
+        reassembler.add(
+            frame, f.ts_ns, src, sport, dst, dport, seq, ack, flags, payload, missing
+        )
+    reassembler.finish()
+
+    to_client = [c for c in calls if c[0] == "feed" and c[1] is Direction.TO_CLIENT]
+    assert sum(c[3] for c in to_client) == len(body)
+    assert all(c[3] <= FEED_BATCH + 1448 for c in to_client)
+    assert len(to_client) <= len(body) // FEED_BATCH + 1
+    # Every call continues where the last one of its direction stopped,
+    # and the second request comes after the whole body.
+    at = {Direction.TO_SERVER: 0, Direction.TO_CLIENT: 0}
+    for kind, direction, offset, length in calls:
+        assert offset == at[direction]
+        at[direction] += length if kind == "feed" else 0
+    feeds = [(c[1], c[2]) for c in calls if c[0] == "feed"]
+    assert feeds[0] == (Direction.TO_SERVER, 0)
+    assert feeds[-1] == (Direction.TO_SERVER, len(REQUEST))

@@ -294,6 +294,14 @@ class HalfStream:
         return out
 
 
+#: In-order bytes of one direction gathered before the sink sees them:
+#: one ``feed`` call per batch instead of one per segment, which spares
+#: the decoders ~45 calls per batch on a stream of 1448-byte segments.
+#: A gap, the other direction's data, an end or the capture's end hands
+#: the batch over at once, so the sink sees every call in stream order.
+FEED_BATCH = 64 * 1024
+
+
 @dataclass(slots=True)
 class Connection:
     """One TCP connection: its endpoints and both directions' evidence.
@@ -321,6 +329,12 @@ class Connection:
     sink: StreamSink | None = None
     closed: bool = False
     guessed_roles: bool = False
+    # In-order bytes of one direction not yet handed to the sink (see
+    # FEED_BATCH): where they start, and the segments' bytes.
+    held_direction: Direction = Direction.TO_SERVER
+    held_offset: int = 0
+    held: list[bytes] = field(default_factory=list)
+    held_bytes: int = 0
 
     @property
     def to_server(self) -> HalfStream:
@@ -594,6 +608,7 @@ class Reassembler:
         :class:`Direction`; anomalies already recorded are relabelled.
         Calls made to the sink before the swap used the old directions.
         """
+        self._release(conn)  # the batch was taken under the old roles
         old = conn.label()
         conn.guessed_roles = False
         was_to_server, was_to_client = conn.halves
@@ -813,8 +828,29 @@ class Reassembler:
         if half.retained_bytes > self.limits.retained_bytes:
             self._trim_retained(half, force=True)
         half.next = offset + len(data)
-        if conn.sink is not None:
-            conn.sink.feed(half.direction, offset, data)
+        if conn.sink is None:
+            return
+        if conn.held:
+            if conn.held_direction is half.direction and conn.held_bytes < FEED_BATCH:
+                conn.held.append(data)
+                conn.held_bytes += len(data)
+                return
+            self._release(conn)
+        conn.held_direction = half.direction
+        conn.held_offset = offset
+        conn.held = [data]
+        conn.held_bytes = len(data)
+
+    @staticmethod
+    def _release(conn: Connection) -> None:
+        """Hand the batch of in-order bytes held for ``conn`` to its sink."""
+        held = conn.held
+        if not held or conn.sink is None:
+            return
+        conn.held = []
+        conn.held_bytes = 0
+        data = held[0] if len(held) == 1 else b"".join(held)
+        conn.sink.feed(conn.held_direction, conn.held_offset, data)
 
     def _drain(self, conn: Connection, half: HalfStream) -> None:
         """Deliver the waiting segments that are now in order.
@@ -963,6 +999,7 @@ class Reassembler:
             )
         )
         if conn.sink is not None:
+            self._release(conn)
             conn.sink.gap(half.direction, offset, length)
 
     # -- overlaps -------------------------------------------------------------
@@ -1101,6 +1138,7 @@ class Reassembler:
             return
         half.ended = True
         if conn.sink is not None:
+            self._release(conn)
             conn.sink.end(half.direction, half.next)
         if all(h.ended for h in conn.halves):
             conn.closed = True
