@@ -650,3 +650,42 @@ def test_hex_views_say_how_many_bytes_they_left_out() -> None:
     lines = hex_text(Body(bytes(1024)), 100, 100, body, 100, 900)
     [line] = [x for x in lines if "left out" in x]
     assert line.lstrip().startswith(note) and line.index(note) == 80
+
+
+def _left_early(tmp_path: Path, damage: bool) -> tuple[str, str]:
+    """A client that leaves mid-response, after which nginx aborts the
+    FastCGI request: the app sent 30,000 of 50,000 bytes, the client got
+    20,000 (with 8 bytes changed when ``damage``)."""
+    from fcgiforensics.testing import fcgi_record
+
+    body = bytes(range(250)) * 200
+    app = fcgi_record(6, 1, b"Content-Type: text/plain\r\n\r\n" + body[:30_000])
+    seen = bytearray(body[:20_000])
+    if damage:
+        seen[5000:5008] = b"XXXXXXXX"
+    client = b"HTTP/1.1 200 OK\r\nContent-Length: 50000\r\n\r\n" + bytes(seen)
+    return _one_exchange(tmp_path, app, client)
+
+
+def test_a_client_that_left_is_incomplete_when_what_it_got_agrees(
+    tmp_path: Path,
+) -> None:
+    """When the client left and nginx aborted the app, the bytes the client
+    did get agree with the app's: incomplete, nobody blamed."""
+    client, upstream = _left_early(tmp_path, damage=False)
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("incomplete", None)
+    assert any("the client left" in e for e in ex.attribution.evidence)
+
+
+def test_a_client_that_left_still_shows_damage_in_what_it_got(
+    tmp_path: Path,
+) -> None:
+    """Bytes the client received before it left that differ from the app's
+    are the proxy's damage, located; the early end is not a region."""
+    client, upstream = _left_early(tmp_path, damage=True)
+    [ex] = analyze([client], [upstream]).exchanges
+    assert (ex.verdict, ex.hop) == ("corrupted", "proxy")
+    assert [(r.offset, r.length, r.kind) for r in ex.attribution.regions] == [
+        (5000, 8, "replace")
+    ]

@@ -572,10 +572,11 @@ def attribute(
         gone = "" if finished else _client_left_first(client_conn)
         if gone:
             # nginx aborts the upstream request when its client goes away
-            # (it logs a 499): what the client missed, it chose to miss.
-            result.verdict = "incomplete"
+            # (it logs a 499): what the client missed, it chose to miss;
+            # what it got is still compared (Step 4).
             result.evidence.append(gone)
-            return result
+    else:
+        gone = ""
     findings = _app_findings(upstream, upstream_conn)
     for noted in upstream.anomalies:
         if noted.name == "fcgi.stderr_in_stdout" and not any(
@@ -682,6 +683,25 @@ def attribute(
                 "a HEAD response carries no body to compare, and its "
                 "status or end could not be matched"
             )
+        return result
+    if gone:
+        # Only bytes the client received can be wrong; where its body
+        # stops early, it left.
+        received = (
+            [r for r in alignment.regions if r.kind != "truncate"]
+            if (alignment is not None)
+            else []
+        )
+        if not received or weak_pairing:
+            result.verdict = "incomplete"
+            return result
+        result.verdict = "corrupted"
+        result.hop = "proxy"
+        for region in received:
+            result.regions.append(
+                _proxy_region(region, ubody_cmp, cbody, client_conn, upstream_conn)
+            )
+        result.evidence.extend(_region_sentence(r) for r in result.regions)
         return result
     if alignment is not None and alignment.regions and weak_pairing:
         result.verdict = "incomplete"
