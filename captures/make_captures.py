@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import dpkt  # type: ignore[import-untyped]  # noqa: E402
 
-from fcgiforensics.analysis import AnalysisOptions, analyze  # noqa: E402
+from fcgiforensics.analysis import Analysis, AnalysisOptions, analyze  # noqa: E402
 from fcgiforensics.attribution import parse_digest_spec  # noqa: E402
 from fcgiforensics.capture.records import read_records  # noqa: E402
 from fcgiforensics.testing import Frame, write_pcap  # noqa: E402
@@ -51,6 +51,11 @@ class Pair:
     incomplete: int = 0
     unmatched: int = 0
     digest_headers: list[str] = field(default_factory=list)
+    #: Which hop each corrupted exchange is blamed on: "app" or "proxy".
+    blamed: str = ""
+
+    def hops(self) -> dict[str, int]:
+        return {self.blamed: self.corrupted} if self.corrupted else {}
 
     def summary(self) -> dict[str, int]:
         return {
@@ -152,18 +157,28 @@ def make_lossy(work: Path, out: Path) -> None:
 
 
 PAIRS = [
-    Pair("relay-overwrite", make_relay_overwrite, ok=3, corrupted=1),
+    Pair("relay-overwrite", make_relay_overwrite, ok=3, corrupted=1, blamed="proxy"),
     Pair(
         "app-digest-lie",
         make_app_digest_lie,
         ok=2,
         corrupted=2,
         digest_headers=["X-Body-SHA1"],
+        blamed="app",
     ),
-    Pair("app-fault", make_app_fault, ok=2, corrupted=2),
+    Pair("app-fault", make_app_fault, ok=2, corrupted=2, blamed="app"),
     Pair("clean-gzip", make_clean_gzip, ok=4),
     Pair("lossy", make_lossy, ok=2, incomplete=1),
 ]
+
+
+def _hops(analysis: Analysis) -> dict[str, int]:
+    """How many corrupted exchanges each hop is blamed for."""
+    counts: dict[str, int] = {}
+    for ex in analysis.exchanges:
+        if ex.hop is not None:
+            counts[ex.hop] = counts.get(ex.hop, 0) + 1
+    return counts
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,18 +199,21 @@ def main(argv: list[str] | None = None) -> int:
         options = AnalysisOptions(
             digests=tuple(parse_digest_spec(d) for d in pair.digest_headers)
         )
-        got = analyze(
+        analysis = analyze(
             [str(out / "client.pcap")], [str(out / "upstream.pcap")], options
-        ).summary()
-        status = "ok" if got == pair.summary() else f"MISMATCH (got {got})"
-        print(f"{pair.name}: {pair.summary()} {status}")
-        failures += got != pair.summary()
+        )
+        got = (analysis.summary(), _hops(analysis))
+        want = (pair.summary(), pair.hops())
+        status = "ok" if got == want else f"MISMATCH (got {got})"
+        print(f"{pair.name}: {want} {status}")
+        failures += got != want
 
     expected = {
         "pairs": {
             pair.name: {
                 "digest_headers": pair.digest_headers,
                 "summary": pair.summary(),
+                "hops": pair.hops(),
             }
             for pair in PAIRS
         }

@@ -499,8 +499,8 @@ def _expected_pairs() -> list[tuple[str, dict[str, object]]]:
 def test_committed_capture_pairs_give_the_expected_summary(
     name: str, expected: dict[str, object]
 ) -> None:
-    """Each committed capture pair gives the summary counts that
-    captures/expected.json records for it."""
+    """Each committed capture pair gives the summary counts, and blames
+    the hops, that captures/expected.json records for it."""
     folder = CAPTURES / name
     digests = expected.get("digest_headers", [])
     assert isinstance(digests, list)
@@ -509,6 +509,11 @@ def test_committed_capture_pairs_give_the_expected_summary(
         [str(folder / "client.pcap")], [str(folder / "upstream.pcap")], options
     )
     assert analysis.summary() == expected["summary"]
+    hops: dict[str, int] = {}
+    for ex in analysis.exchanges:
+        if ex.hop is not None:
+            hops[ex.hop] = hops.get(ex.hop, 0) + 1
+    assert hops == expected["hops"]
 
 
 @pytest.mark.testbed
