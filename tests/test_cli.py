@@ -497,3 +497,45 @@ def test_region_filter_names_the_leg_whose_capture_it_selects() -> None:
     assert set(legs) == {("proxy", "client"), ("app", "upstream")}
     app = legs[("app", "upstream")]
     assert app["wireshark_filter"] == app["upstream_wireshark_filter"]
+
+
+def test_rotated_files_are_named_beside_their_frame_numbers(tmp_path: Path) -> None:
+    """With a client leg rotated into two files, each CAPTURE counts its own
+    packets and connections, and sides and regions name the file that
+    holds their frames."""
+    from fcgiforensics.capture.records import CaptureInfo, read_records
+    from fcgiforensics.testing import Frame
+
+    root = Path(__file__).resolve().parent.parent / "captures" / "relay-overwrite"
+    path = str(root / "client.pcap")
+    frames = [
+        Frame(d, ts, lt, ol)
+        for _, ts, lt, d, ol in read_records(path, CaptureInfo(path), 0)
+    ]
+    first, second = tmp_path / "c1.pcap", tmp_path / "c2.pcap"
+    write_pcap(str(first), frames[:14])  # the first connection and a half
+    write_pcap(str(second), frames[14:])
+    result = run(
+        "diff",
+        "--json",
+        "-c",
+        str(first),
+        "-c",
+        str(second),
+        "-u",
+        str(root / "upstream.pcap"),
+    )
+    doc = json.loads(result.stdout)
+    check_report(doc)
+    c1, c2, _ = doc["captures"]
+    assert (c1["packets"], c2["packets"]) == (14, len(frames) - 14)
+    assert c1["tcp_connections"] + c2["tcp_connections"] == 4
+    [damaged] = [ex for ex in doc["exchanges"] if ex["regions"]]
+    assert damaged["client"]["first_frame_capture"] == str(second)
+    [region] = damaged["regions"]
+    assert region["client_frames_by_capture"] == [
+        {"capture": str(second), "frames": region["client_frames"]}
+    ]
+    assert region["upstream_frames_by_capture"][0]["capture"] == str(
+        root / "upstream.pcap"
+    )

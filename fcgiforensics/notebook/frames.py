@@ -28,7 +28,7 @@ from ..decoders.base import Direction
 from ..frames import frame_number
 from ..legs import HttpItem, Leg
 from ..reassembly import Connection, HalfStream
-from ..reports.json_report import exchange_json
+from ..reports.json_report import Paths, exchange_json, leg_paths
 
 __all__ = [
     "TIME_DTYPE",
@@ -68,6 +68,8 @@ _SIDE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("body_sha256", "string"),
     ("first_frame", "Int64"),
     ("last_frame", "Int64"),
+    ("first_frame_capture", "string"),
+    ("last_frame_capture", "string"),
     ("start", TIME_DTYPE),
     ("complete", "boolean"),
     ("transfer.chunked", "boolean"),
@@ -115,6 +117,8 @@ REGION_JSON_COLUMNS: dict[str, str] = {
     "wireshark_filter": "string",
     "wireshark_filter_leg": "string",
     "upstream_wireshark_filter": "string",
+    "client_frames_by_capture": "object",
+    "upstream_frames_by_capture": "object",
     "records": "object",
     "record_numbers": "object",
     "shapes": "object",
@@ -287,8 +291,8 @@ def _flatten(doc: dict[str, Any], prefix: str, out: dict[str, Any]) -> None:
 # -- exchanges and regions ------------------------------------------------
 
 
-def _exchange_row(ex: Exchange) -> dict[str, Any]:
-    doc = exchange_json(ex)
+def _exchange_row(ex: Exchange, paths: Paths) -> dict[str, Any]:
+    doc = exchange_json(ex, paths)
     regions = doc.pop("regions")
     row: dict[str, Any] = {}
     _flatten(doc, "", row)
@@ -303,15 +307,17 @@ def _exchange_row(ex: Exchange) -> dict[str, Any]:
 
 def exchanges_frame(analysis: Analysis) -> pd.DataFrame:
     """One row per exchange: verdict, hop and both sides' SIDE fields."""
-    rows = [_exchange_row(ex) for ex in analysis.exchanges]
+    paths = leg_paths(analysis)
+    rows = [_exchange_row(ex, paths) for ex in analysis.exchanges]
     return _typed(rows, EXCHANGE_COLUMNS)
 
 
 def regions_frame(analysis: Analysis) -> pd.DataFrame:
     """One row per REGION of every exchange, with its exchange's id."""
     rows: list[dict[str, Any]] = []
+    paths = leg_paths(analysis)
     for ex in analysis.exchanges:
-        doc = exchange_json(ex)
+        doc = exchange_json(ex, paths)
         for n, (region, evidence) in enumerate(
             zip(doc["regions"], ex.attribution.regions, strict=True), start=1
         ):

@@ -13,13 +13,15 @@ from typing import Any
 from .. import __version__
 from ..analysis import Analysis, Exchange, Side
 from ..attribution import RegionEvidence
-from ..frames import frame_number, ns_to_iso
+from ..capture.packets import LINKTYPE_NAMES
+from ..frames import FRAME_FILE_SHIFT, frame_file, frame_number, ns_to_iso
 from ..legs import Leg
 
 __all__ = [
     "FORMAT",
     "EXTENSIONS",
     "report_json",
+    "leg_paths",
     "wireshark_filter",
     "record_numbers",
 ]
@@ -39,6 +41,10 @@ EXTENSIONS = {
     "wireshark_filter_leg": "client | upstream: whose capture wireshark_filter is for",
     "records": "the FastCGI records that carried the region's bytes",
     "record_numbers": "the numbers of those records, as integers",
+    "first_frame_capture": "the capture file holding first_frame (rotated legs)",
+    "last_frame_capture": "the capture file holding last_frame",
+    "client_frames_by_capture": "client_frames grouped by the file holding them",
+    "upstream_frames_by_capture": "upstream_frames grouped likewise",
     "shapes": "recognisable shapes of the region's bytes",
     "client_time": "capture time of the frame with the region's first byte",
     "upstream_time": "the same on the upstream leg",
@@ -71,26 +77,60 @@ def record_numbers(labels: Iterable[str]) -> list[int]:
 
 
 def _capture(leg: Leg, role: str) -> list[dict[str, Any]]:
+    """One CAPTURE per file of the leg; a rotated leg's files each count
+    the connections that began in them and the anomalies seen in them
+    (an anomaly with no frame counts in the first file)."""
+    files = leg.stats.files
+    connections = [0] * len(files)
+    for conn in leg.connections:
+        connections[min(frame_file(conn.first_frame), len(files) - 1)] += 1
+    anomalies: list[dict[str, int]] = [{} for _ in files]
+    for anomaly in leg.anomalies:
+        index = 0 if anomaly.first_frame is None else frame_file(anomaly.first_frame)
+        counts = anomalies[min(index, len(files) - 1)]
+        counts[anomaly.name] = counts.get(anomaly.name, 0) + 1
     rows = []
-    for info in leg.stats.files:
+    for i, info in enumerate(files):
+        one = len(files) == 1
         rows.append(
             {
                 "path": info.path,
                 "role": role,
                 "format": info.format,
-                "link_types": leg.stats.link_type_names,
-                "packets": leg.stats.packets
-                if len(leg.stats.files) == 1
-                else info.records,
-                "tcp_connections": len(leg.connections),
-                "anomalies": leg.anomaly_counts(),
+                "link_types": leg.stats.link_type_names
+                if one
+                else [LINKTYPE_NAMES.get(t, f"LINKTYPE_{t}") for t in info.link_types],
+                "packets": leg.stats.packets if one else info.records,
+                "tcp_connections": connections[i],
+                "anomalies": anomalies[i],
             }
         )
     return rows
 
 
+def _capture_of(paths: list[str], ref: int | None) -> str | None:
+    """The file of a leg that holds frame ``ref``."""
+    if ref is None or not paths:
+        return None
+    return paths[min(frame_file(ref), len(paths) - 1)]
+
+
+def _by_capture(paths: list[str], refs: tuple[int, ...]) -> list[dict[str, Any]]:
+    """``[{"capture": path, "frames": [n, ...]}, ...]``, files in leg order."""
+    grouped: dict[int, list[int]] = {}
+    for ref in refs:
+        grouped.setdefault(frame_file(ref), []).append(frame_number(ref))
+    return [
+        {
+            "capture": _capture_of(paths, index << FRAME_FILE_SHIFT) or "",
+            "frames": sorted(set(numbers)),
+        }
+        for index, numbers in sorted(grouped.items())
+    ]
+
+
 def _side(
-    side: Side | None, exchange: Exchange, upstream: bool
+    side: Side | None, exchange: Exchange, upstream: bool, paths: list[str]
 ) -> dict[str, Any] | None:
     if side is None:
         return None
@@ -111,6 +151,8 @@ def _side(
             "last_frame": frame_number(side.last_frame)
             if side.last_frame is not None
             else None,
+            "first_frame_capture": _capture_of(paths, side.first_frame),
+            "last_frame_capture": _capture_of(paths, side.last_frame),
             "start": ns_to_iso(side.start_ns),
             "complete": side.complete,
             "transfer": {
@@ -131,7 +173,7 @@ def _side(
     return doc
 
 
-def _region(region: RegionEvidence) -> dict[str, Any]:
+def _region(region: RegionEvidence, paths: Paths) -> dict[str, Any]:
     client = sorted({frame_number(f) for f in region.client_frames})
     upstream = sorted({frame_number(f) for f in region.upstream_frames})
     return {
@@ -150,6 +192,8 @@ def _region(region: RegionEvidence) -> dict[str, Any]:
         if upstream
         else None,
         "upstream_wireshark_filter": wireshark_filter(upstream),
+        "client_frames_by_capture": _by_capture(paths[0], region.client_frames),
+        "upstream_frames_by_capture": _by_capture(paths[1], region.upstream_frames),
         "records": list(region.records),
         "record_numbers": record_numbers(region.records),
         "shapes": list(region.shapes),
@@ -162,17 +206,28 @@ def _iso(ns: int | None) -> str | None:
     return None if ns is None else ns_to_iso(ns)
 
 
-def exchange_json(ex: Exchange) -> dict[str, Any]:
-    """One EXCHANGE object of the contract."""
+#: The capture files of the client leg and of the upstream leg, in the
+#: order given, so that a frame reference names its file.
+Paths = tuple[list[str], list[str]]
+
+
+def leg_paths(analysis: Analysis) -> Paths:
+    """The files of both legs of ``analysis``."""
+    return (list(analysis.client_leg.paths), list(analysis.upstream_leg.paths))
+
+
+def exchange_json(ex: Exchange, paths: Paths = ([], [])) -> dict[str, Any]:
+    """One EXCHANGE object of the contract; ``paths`` (see
+    :func:`leg_paths`) name the file of each frame."""
     return {
         "id": ex.id,
         "method": ex.method,
         "uri": ex.uri,
-        "client": _side(ex.client, ex, upstream=False),
-        "upstream": _side(ex.upstream, ex, upstream=True),
+        "client": _side(ex.client, ex, upstream=False, paths=paths[0]),
+        "upstream": _side(ex.upstream, ex, upstream=True, paths=paths[1]),
         "verdict": ex.verdict,
         "hop": ex.hop,
-        "regions": [_region(r) for r in ex.attribution.regions],
+        "regions": [_region(r, paths) for r in ex.attribution.regions],
         "evidence": list(ex.attribution.evidence),
         "paired_by": ex.paired_by,
     }
@@ -190,7 +245,9 @@ def report_json(analysis: Analysis) -> dict[str, Any]:
         "format": FORMAT,
         "tool_version": __version__,
         "captures": captures,
-        "exchanges": [exchange_json(ex) for ex in analysis.exchanges],
+        "exchanges": [
+            exchange_json(ex, leg_paths(analysis)) for ex in analysis.exchanges
+        ],
         "summary": analysis.summary(),
         "clock_offset_ns": analysis.pairing.clock_offset_ns,
     }
