@@ -277,14 +277,28 @@ class _Judge:
                     return
         self.waiting.setdefault((is_http, key), []).append(item)
 
-    def judge(self, h: HttpItem | None, f: FcgiItem | None, by: str) -> None:
+    def judge(
+        self,
+        h: HttpItem | None,
+        f: FcgiItem | None,
+        by: str,
+        *,
+        ambiguous: bool = False,
+    ) -> None:
+        weak: bool | str = by == "time"
+        if ambiguous:
+            weak = (
+                "another request for the same method and URI reached the "
+                "app at nearly the same time, so this pair may be crossed "
+                "with it"
+            )
         attribution = attribute(
             h.exchange if h else None,
             h.connection if h else None,
             f.request if f else None,
             f.connection if f else None,
             self.options.digests,
-            weak_pairing=by == "time",
+            weak_pairing=weak,
         )
         client = _http_side(h) if h else None
         upstream = _fcgi_side(f) if f else None
@@ -357,6 +371,7 @@ class _Judge:
                 http[pair.client] if pair.client is not None else None,
                 fcgi[pair.upstream] if pair.upstream is not None else None,
                 pair.by,
+                ambiguous=pair.ambiguous,
             )
         analysis = Analysis(client_leg, upstream_leg, same_file, pairing)
         # Client requests in time order first; then requests seen

@@ -689,3 +689,55 @@ def test_a_client_that_left_still_shows_damage_in_what_it_got(
     assert [(r.offset, r.length, r.kind) for r in ex.attribution.regions] == [
         (5000, 8, "replace")
     ]
+
+
+def test_differing_bodies_of_a_possibly_crossed_pair_blame_nobody(
+    tmp_path: Path,
+) -> None:
+    """Behind NAT, two requests for one URI in the same instant may pair
+    crossed; a difference in such a pair is incomplete, never blamed."""
+    from fcgiforensics.testing import (
+        Conversation,
+        fcgi_request,
+        fcgi_response,
+        http_request,
+        http_response,
+    )
+
+    start = 1_765_000_000 * 10**9
+    client_frames, upstream_frames = [], []
+    bodies = [b"A" * 3000, b"B" * 3000]
+    for i, body in enumerate(bodies):
+        c = Conversation(client_port=51000 + i, start_ns=start + i * 1_000_000)
+        u = Conversation(
+            client="127.0.0.1",
+            client_port=42000 + i,
+            server="127.0.0.1",
+            server_port=9000,
+            start_ns=start + i * 1_000_000 + 100_000,
+        )
+        c.handshake()
+        u.handshake()
+        c.send_to_server(http_request("GET", "/same"))
+        params = {
+            "REQUEST_METHOD": "GET",
+            "REQUEST_URI": "/same",
+            "REMOTE_ADDR": "198.51.100.7",  # the NAT's address and ports
+            "REMOTE_PORT": str(60000 + i),
+        }
+        u.send_to_server(fcgi_request(1, params))
+        u.send_to_client(fcgi_response(1, b"Content-Type: text/plain\r\n", body))
+        seen = body if i == 0 else body[:100] + b"X" + body[101:]
+        c.send_to_client(http_response(seen))
+        c.close()
+        u.close()
+        client_frames += c.frames()
+        upstream_frames += u.frames()
+    write_pcap(str(tmp_path / "c.pcap"), sorted(client_frames, key=lambda f: f.ts_ns))
+    write_pcap(str(tmp_path / "u.pcap"), sorted(upstream_frames, key=lambda f: f.ts_ns))
+    exchanges = analyze(
+        [str(tmp_path / "c.pcap")], [str(tmp_path / "u.pcap")]
+    ).exchanges
+    assert [ex.paired_by for ex in exchanges] == ["uri", "uri"]
+    assert [ex.verdict for ex in exchanges] == ["ok", "incomplete"]
+    assert "may be crossed" in exchanges[1].attribution.evidence[-1]

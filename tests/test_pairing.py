@@ -139,3 +139,19 @@ def test_a_taken_neighbour_does_not_leave_a_request_unmatched() -> None:
     result = pair_exchanges(clients, ups)
     assert all(p.by == "uri" for p in result.pairs)
     assert len(result.pairs) == 20
+
+
+def test_a_uri_pair_with_a_close_rival_is_marked_ambiguous() -> None:
+    """Two requests for one URI behind NAT a millisecond apart may be
+    crossed: both pairs say so; requests a second apart do not."""
+    close = pair_exchanges(
+        [client(0, 7000, "/a", 1.000), client(1, 7001, "/a", 1.001)],
+        [upstream(0, 40000, "/a", 1.003), upstream(1, 40001, "/a", 1.004)],
+    )
+    assert [p.ambiguous for p in close.pairs] == [True, True]
+    apart = pair_exchanges(
+        [client(0, 7000, "/a", 1.0), client(1, 7001, "/a", 2.0)],
+        [upstream(0, 40000, "/a", 1.003), upstream(1, 40001, "/a", 2.003)],
+    )
+    assert [p.ambiguous for p in apart.pairs] == [False, False]
+    assert {(p.client, p.upstream) for p in apart.pairs} == {(0, 0), (1, 1)}

@@ -449,13 +449,14 @@ def attribute(
     upstream_conn: Connection | None,
     digests: Sequence[DigestSpec] = (),
     *,
-    weak_pairing: bool = False,
+    weak_pairing: bool | str = False,
 ) -> Attribution:
     """The verdict, hop, regions and evidence for one paired exchange.
 
-    ``weak_pairing`` says the two sides were paired by time alone (a
-    request line was not captured): a difference may then come from
-    pairing two different requests, so it never blames the proxy.
+    ``weak_pairing`` says the pair may join two different requests: made
+    by time alone (True: a request line was not captured), or for the
+    reason it gives (a string).  A difference may then come from the
+    pairing, so it never blames the proxy.
     """
     # Step 1: a side whose start the capture lacks cannot be judged: the
     # capture began (or a gap fell) after its request did.
@@ -704,10 +705,14 @@ def attribute(
         result.evidence.extend(_region_sentence(r) for r in result.regions)
         return result
     if alignment is not None and alignment.regions and weak_pairing:
+        why = (
+            weak_pairing
+            if isinstance(weak_pairing, str)
+            else "this pair was made by time alone (a request line was not captured)"
+        )
         result.verdict = "incomplete"
         result.evidence.append(
-            "the bodies differ, but this pair was made by time alone (a "
-            "request line was not captured): they may be two different "
+            f"the bodies differ, but {why}: they may be two different "
             "requests, so no hop is blamed"
         )
         return result

@@ -70,6 +70,9 @@ class Pair:
     client: int | None
     upstream: int | None
     by: str  # "endpoint" | "uri" | "time" | "unmatched"
+    #: A ``uri`` pair with a rival: another upstream request for the same
+    #: method and URI nearly as close in time, so the two may be crossed.
+    ambiguous: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +139,10 @@ def pair_exchanges(
     for u in upstream:
         if u.index not in taken and u.method is not None and u.uri is not None:
             uri_groups[(u.method, u.uri)][1].append(u)
+    ambiguous: set[int] = set()
     for cs, us in uri_groups.values():
         _match_nearest(cs, us, skew, "uri", matched, taken)
+        ambiguous |= _rivalled(cs, us, skew, matched)
 
     def known(r: ClientRequest | UpstreamRequest) -> bool:
         return r.method is not None and r.uri is not None
@@ -151,7 +156,7 @@ def pair_exchanges(
 
     # Step 4: one pair per client request, then the upstream leftovers.
     pairs = [
-        Pair(c.index, *matched[c.index])
+        Pair(c.index, *matched[c.index], ambiguous=c.index in ambiguous)
         if c.index in matched
         else Pair(c.index, None, "unmatched")
         for c in client
@@ -207,6 +212,43 @@ def _match_nearest(
                 progress = True
         if not progress:
             return
+
+
+#: How much farther in time than the chosen one a rival upstream request
+#: may be and still make a ``uri`` pair ambiguous: twice the distance, or
+#: this much more, whichever is larger.  Requests for one URI that a
+#: client sends one after another are spaced by at least a round trip;
+#: concurrent ones are not.
+RIVAL_SLACK_NS = 50_000_000
+
+
+def _rivalled(
+    cs: Sequence[ClientRequest],
+    us: Sequence[UpstreamRequest],
+    skew: int,
+    matched: dict[int, tuple[int, str]],
+) -> set[int]:
+    """Client requests of ``cs`` paired by URI that have a rival in ``us``."""
+    if len(us) < 2:
+        return set()
+    ordered = sorted(us, key=lambda u: u.time_ns)
+    times = [u.time_ns for u in ordered]
+    when = {u.index: u.time_ns for u in us}
+    out = set()
+    for c in cs:
+        chosen = matched.get(c.index)
+        if chosen is None or chosen[1] != "uri":
+            continue
+        t = c.time_ns + skew
+        best = abs(when[chosen[0]] - t)
+        reach = max(2 * best, best + RIVAL_SLACK_NS)
+        i = bisect.bisect_left(times, t)
+        for j in range(max(0, i - 2), min(len(ordered), i + 2)):
+            u = ordered[j]
+            if u.index != chosen[0] and abs(u.time_ns - t) <= reach:
+                out.add(c.index)
+                break
+    return out
 
 
 def _same_request(c: ClientRequest, u: UpstreamRequest) -> bool:
