@@ -21,7 +21,15 @@ from .pairing import ClientRequest, Pairing, UpstreamRequest, pair_exchanges
 from .reassembly import Connection
 from .reassembly.reassembler import format_address
 
-__all__ = ["AnalysisOptions", "Side", "Exchange", "Analysis", "analyze"]
+__all__ = [
+    "AnalysisOptions",
+    "Side",
+    "Exchange",
+    "Analysis",
+    "analyze",
+    "http_side",
+    "fcgi_side",
+]
 
 #: Judged exchanges between two sweeps for connections done with (see
 #: _Judge._sweep); each sweep walks the connections judged since.
@@ -122,7 +130,8 @@ def _frame_at(
     return frames[-1 if last else 0] if frames else None
 
 
-def _http_side(item: HttpItem) -> Side:
+def http_side(item: HttpItem) -> Side:
+    """The SIDE of a client-leg exchange: frames, times, body, framing."""
     conn = item.connection
     req = item.exchange.request
     resp = item.exchange.response
@@ -161,7 +170,8 @@ def _http_side(item: HttpItem) -> Side:
     )
 
 
-def _fcgi_side(item: FcgiItem) -> Side:
+def fcgi_side(item: FcgiItem) -> Side:
+    """The SIDE of an upstream FastCGI request."""
     conn = item.connection
     req = item.request
     records = req.records
@@ -199,7 +209,7 @@ def _client_request(index: int, item: HttpItem) -> ClientRequest:
         conn.client[1],
         req.method if req is not None else None,
         req.target if req is not None else None,
-        _http_side(item).start_ns,
+        http_side(item).start_ns,
     )
 
 
@@ -220,7 +230,7 @@ def _upstream_request(index: int, item: FcgiItem) -> UpstreamRequest:
         _port_number(port),
         params.get("REQUEST_METHOD"),
         params.get("REQUEST_URI"),
-        _fcgi_side(item).start_ns,
+        fcgi_side(item).start_ns,
     )
 
 
@@ -300,8 +310,8 @@ class _Judge:
             self.options.digests,
             weak_pairing=weak,
         )
-        client = _http_side(h) if h else None
-        upstream = _fcgi_side(f) if f else None
+        client = http_side(h) if h else None
+        upstream = fcgi_side(f) if f else None
         decoded = attribution.upstream_decoded
         if upstream is not None and decoded is not None:
             # Offsets count bytes of the decoded body on both sides: the
@@ -359,8 +369,8 @@ class _Judge:
         waiting = [i for items in self.waiting.values() for i in items]
         http = [i for i in waiting if isinstance(i, HttpItem)]
         fcgi = [i for i in waiting if isinstance(i, FcgiItem)]
-        http.sort(key=lambda i: _http_side(i).start_ns)
-        fcgi.sort(key=lambda i: _fcgi_side(i).start_ns)
+        http.sort(key=lambda i: http_side(i).start_ns)
+        fcgi.sort(key=lambda i: fcgi_side(i).start_ns)
         pairing = pair_exchanges(
             [_client_request(n, i) for n, i in enumerate(http)],
             [_upstream_request(n, i) for n, i in enumerate(fcgi)],

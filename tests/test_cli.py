@@ -539,3 +539,22 @@ def test_rotated_files_are_named_beside_their_frame_numbers(tmp_path: Path) -> N
     assert region["upstream_frames_by_capture"][0]["capture"] == str(
         root / "upstream.pcap"
     )
+
+
+def test_http_and_fcgi_listings_give_the_frames_diff_gives() -> None:
+    """``http`` and ``fcgi`` list each message's first and last frame, the
+    same frames ``diff`` gives for each side."""
+    root = Path(__file__).resolve().parent.parent / "captures" / "app-fault"
+    client, upstream = str(root / "client.pcap"), str(root / "upstream.pcap")
+    report = json.loads(run("diff", "--json", client, upstream).stdout)
+    http = json.loads(run("http", "--json", client).stdout)["exchanges"]
+    fcgi = json.loads(run("fcgi", "--json", upstream).stdout)["requests"]
+    for ex, h, f in zip(report["exchanges"], http, fcgi, strict=True):
+        assert (h["first_frame"], h["last_frame"]) == (
+            ex["client"]["first_frame"],
+            ex["client"]["last_frame"],
+        )
+        assert (f["first_frame"], f["last_frame"]) == (
+            ex["upstream"]["first_frame"],
+            ex["upstream"]["last_frame"],
+        )

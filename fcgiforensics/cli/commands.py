@@ -218,8 +218,15 @@ def _read(args: argparse.Namespace) -> Leg:
     return leg
 
 
-def _frames_of(conn: Any, direction: int, start: int, end: int) -> list[int]:
-    return [frame_number(f) for f in conn.halves[direction].frames_for(start, end)]
+def _number(ref: int | None) -> int | None:
+    return None if ref is None else frame_number(ref)
+
+
+def _frame_range(row: dict[str, Any]) -> str:
+    first, last = row["first_frame"], row["last_frame"]
+    if first is None:
+        return "-"
+    return str(first) if last in (None, first) else f"{first}-{last}"
 
 
 def _check_body_options(args: argparse.Namespace) -> None:
@@ -292,7 +299,7 @@ def _listing(
     print(
         f"  {'id':>4}  "
         + (f"{head:>4} " if extra else "")
-        + f"{'status':>6} {'bytes':>10}  {'sha256':<12}  {'frame':>6}  "
+        + f"{'status':>6} {'bytes':>10}  {'sha256':<12}  {'frames':>11}  "
         "request"
     )
     for r in rows:
@@ -302,13 +309,15 @@ def _listing(
             f"  {r['id']:>4}  "
             + (f"{r[field]!s:>4} " if extra else "")
             + f"{r['status'] or '-'!s:>6} {r['body_length'] or 0:>10}  "
-            f"{sha:<12}  {r['first_frame'] or '-'!s:>6}  {r['method']} "
+            f"{sha:<12}  {_frame_range(r):>11}  {r['method']} "
             f"{r['uri']}" + (f"  [{', '.join(names)}]" if names else "")
         )
     return 0
 
 
 def run_http(args: argparse.Namespace) -> int:
+    from ..analysis import http_side
+
     _check_body_options(args)
     leg = _read(args)
     rows: list[dict[str, Any]] = []
@@ -318,11 +327,7 @@ def run_http(args: argparse.Namespace) -> int:
         req, resp = ex.request, ex.response
         body = resp.body if resp is not None else None
         bodies.append(body)
-        first = (
-            _frames_of(item.connection, 0, req.head_start, req.head_start + 1)
-            if req
-            else []
-        )
+        side = http_side(item)
         rows.append(
             {
                 "id": n,
@@ -340,7 +345,8 @@ def run_http(args: argparse.Namespace) -> int:
                 "chunked": resp.chunked if resp else None,
                 "content_encoding": resp.content_encoding if resp else None,
                 "complete": ex.complete,
-                "first_frame": first[0] if first else None,
+                "first_frame": _number(side.first_frame),
+                "last_frame": _number(side.last_frame),
                 "anomalies": [a.name for a in ex.anomalies],
             }
         )
@@ -348,6 +354,8 @@ def run_http(args: argparse.Namespace) -> int:
 
 
 def run_fcgi(args: argparse.Namespace) -> int:
+    from ..analysis import fcgi_side
+
     _check_body_options(args)
     leg = _read(args)
     rows: list[dict[str, Any]] = []
@@ -355,16 +363,7 @@ def run_fcgi(args: argparse.Namespace) -> int:
     for n, item in enumerate(leg.fcgi, start=1):
         req = item.request
         bodies.append(req.body)
-        first = (
-            _frames_of(
-                item.connection,
-                req.records[0].direction,
-                req.records[0].stream_offset,
-                req.records[0].stream_offset + 1,
-            )
-            if req.records
-            else []
-        )
+        side = fcgi_side(item)
         rows.append(
             {
                 "id": n,
@@ -384,7 +383,8 @@ def run_fcgi(args: argparse.Namespace) -> int:
                 "app_status": req.app_status,
                 "protocol_status": req.protocol_status,
                 "complete": req.complete,
-                "first_frame": first[0] if first else None,
+                "first_frame": _number(side.first_frame),
+                "last_frame": _number(side.last_frame),
                 "anomalies": [a.name for a in req.anomalies],
             }
         )
@@ -580,8 +580,8 @@ def register(sub: Any) -> None:
                 f"Decode the {what}: method, URI, status, body length and\n"
                 "SHA-256 of the rebuilt body (decoded: de-chunked and\n"
                 "content-decoded for HTTP; STDOUT after the CGI headers for\n"
-                "FastCGI), first frame and anomalies.  Files are one leg,\n"
-                "merged in time order."
+                "FastCGI), first and last frame and anomalies.  Files are\n"
+                "one leg, merged in time order."
             ),
             epilog=(
                 f"examples:\n  fcgiforensics {name} leg.pcap\n"
