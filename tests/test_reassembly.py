@@ -576,3 +576,23 @@ def test_in_order_segments_reach_the_sink_in_batches_in_stream_order() -> None:
     feeds = [(c[1], c[2]) for c in calls if c[0] == "feed"]
     assert feeds[0] == (Direction.TO_SERVER, 0)
     assert feeds[-1] == (Direction.TO_SERVER, len(REQUEST))
+
+
+def test_every_frame_that_carried_a_byte_is_known(tmp_path: Path) -> None:
+    """An identical retransmission is indexed as a later copy: the stream's
+    byte names the frame delivered first and, through ``copies_for``,
+    the frame that carried it again, with its capture time."""
+    conv, _, data = _exchange()
+    again = conv.raw(False, 1448, SERVER_DATA[1448 : 2 * 1448])
+    conv.ack_to_client()
+    conv.close()
+    out = follow_frames(tmp_path, conv.frames())
+    half = out.connections[0].to_client
+    # Identical bytes: find the frames by identity, not by content.
+    numbers = {id(f): n for n, f in enumerate(conv.frames(), start=1)}
+    first, second = numbers[id(data[1])], numbers[id(again)]
+    assert first < second
+    assert half.frames_for(2000, 2001) == [first]
+    assert half.copies_for(2000, 2001) == [(second, again.ts_ns)]
+    assert half.copies_for(0, 1448) == []
+    assert half.conflicts == []

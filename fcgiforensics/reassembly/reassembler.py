@@ -185,6 +185,10 @@ class HalfStream:
         "seg_lengths",
         "seg_frames",
         "seg_times",
+        "copy_offsets",
+        "copy_lengths",
+        "copy_frames",
+        "copy_times",
         "gaps",
         "conflicts",
         "packets",
@@ -228,6 +232,12 @@ class HalfStream:
         self.seg_lengths = array("l")
         self.seg_frames = array("q")
         self.seg_times = array("q")
+        # Later copies of delivered bytes (retransmissions, duplicates,
+        # the losing side of an overlap), in capture order.
+        self.copy_offsets = array("q")
+        self.copy_lengths = array("l")
+        self.copy_frames = array("q")
+        self.copy_times = array("q")
         self.gaps: list[StreamGap] = []
         self.conflicts: list[OverlapConflict] = []
         self.packets = 0
@@ -255,6 +265,10 @@ class HalfStream:
         self.seg_lengths = array("l")
         self.seg_frames = array("q")
         self.seg_times = array("q")
+        self.copy_offsets = array("q")
+        self.copy_lengths = array("l")
+        self.copy_frames = array("q")
+        self.copy_times = array("q")
 
     def frames_for(self, start: int, end: int) -> list[int]:
         """Frames whose delivered bytes fall in ``[start, end)``, in order."""
@@ -268,6 +282,25 @@ class HalfStream:
             if s + self.seg_lengths[j] > start:
                 out.append(self.seg_frames[j])
         return out
+
+    def copies_for(self, start: int, end: int) -> list[tuple[int, int]]:
+        """(frame, capture time) of every later copy of bytes in
+        ``[start, end)``: the frames that carried them again, besides the
+        one :meth:`frames_for` names, in capture order."""
+        out = []
+        for j in range(len(self.copy_offsets)):
+            s = self.copy_offsets[j]
+            if s < end and s + self.copy_lengths[j] > start:
+                out.append((self.copy_frames[j], self.copy_times[j]))
+        return out
+
+    def note_copy(self, offset: int, length: int, frame: int, ts: int) -> None:
+        """Index a later copy of ``length`` delivered bytes at ``offset``."""
+        if length > 0:
+            self.copy_offsets.append(offset)
+            self.copy_lengths.append(length)
+            self.copy_frames.append(frame)
+            self.copy_times.append(ts)
 
     def time_at(self, offset: int) -> int | None:
         """Capture time (ns) of the frame that carried stream ``offset``."""
@@ -727,6 +760,7 @@ class Reassembler:
                     )
                 )
             overlap = min(end, half.next) - offset
+            half.note_copy(offset, overlap, frame, ts)
             self._compare(conn, half, offset, data[:overlap], frame)
             if end <= half.next:
                 return
@@ -914,6 +948,7 @@ class Reassembler:
         for won_lo, won_hi in [*held.won, (held.end, held.end)]:
             if lo < won_lo:
                 lost = held.data[lo - held.start : won_lo - held.start]
+                half.note_copy(lo, len(lost), held.frame, held.ts)
                 self._compare(conn, half, lo, lost, held.frame, "unknown")
             lo = won_hi
 
