@@ -523,3 +523,28 @@ def test_limits_out_of_range_are_refused(tmp_path: Path, size: float) -> None:
     for name in ("max_body", "max_pending"):
         with pytest.raises(ValueError, match=name):
             fcgiforensics.analyze(sample.client, sample.upstream, **{name: size})
+
+
+def test_an_unchanged_retransmission_is_a_copy_row_and_drawn(tmp_path: Path) -> None:
+    """A client-leg frame captured twice with the same bytes is a ``copy``
+    row of ``packets`` at the second capture's own time, and the
+    timeline marks it."""
+    from matplotlib.figure import Figure
+
+    client, upstream = two_leg_exchanges([numbered_body("r", 20_000)])
+    data = [i for i, f in enumerate(client) if len(f.data) > 1000]
+    again = client[data[3]]
+    late = Frame(again.data, client[data[-1]].ts_ns + 1000, again.linktype)
+    client = client[: data[-1] + 1] + [late] + client[data[-1] + 1 :]
+    write_pcap(str(tmp_path / "c.pcap"), client)
+    write_pcap(str(tmp_path / "u.pcap"), upstream)
+    inv = fcgiforensics.analyze(str(tmp_path / "c.pcap"), str(tmp_path / "u.pcap"))
+    packets = inv.packets(1)
+    copies = packets[packets["kind"] == "copy"]
+    assert len(copies) == 1
+    [row] = copies.to_dict("records")
+    assert row["leg"] == "client" and row["frame"] == data[-1] + 2
+    assert row["time"].value == late.ts_ns
+    figure = inv.timeline(1)
+    assert isinstance(figure, Figure)
+    assert any(line.get_gid() == "copies" for ax in figure.axes for line in ax.lines)

@@ -321,6 +321,21 @@ def _draw_leg(
             gid="late",
         )
 
+    # Copies of bytes already carried, unchanged: where they fell.
+    copies = rows[rows["kind"] == "copy"]
+    if len(copies):
+        ax.plot(
+            (copies["time"].astype("int64") - origin) / 1e6,
+            copies["stream_offset"] + copies["length"],
+            linestyle="none",
+            marker="v",
+            color=PALETTE["orange"],
+            markerfacecolor="none",
+            markersize=6,
+            label="copy of bytes already carried",
+            gid="copies",
+        )
+
     # Gaps: the stream range the capture lacks, hatched across the plot.
     for _, gap in rows[rows["kind"] == "gap"].iterrows():
         ax.axhspan(

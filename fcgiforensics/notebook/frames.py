@@ -210,8 +210,9 @@ RECORD_COLUMNS: dict[str, str] = {
 }
 
 #: Columns of :func:`packets_frame`.  ``kind`` is ``data`` (a frame whose
-#: bytes the stream carries), ``gap`` (bytes the capture lacks) or
-#: ``conflict`` (a later copy whose bytes differ from the first).
+#: bytes the stream carries), ``gap`` (bytes the capture lacks),
+#: ``conflict`` (a later copy whose bytes differ from the first) or
+#: ``copy`` (a later copy of bytes already carried, unchanged).
 PACKET_COLUMNS: dict[str, str] = {
     "leg": "string",
     "connection": "string",
@@ -520,7 +521,11 @@ class _FrameClock:
         pairs = sorted(
             (frame, time)
             for half in conn.halves
-            for frame, time in zip(half.seg_frames, half.seg_times, strict=True)
+            for frames, times in (
+                (half.seg_frames, half.seg_times),
+                (half.copy_frames, half.copy_times),
+            )
+            for frame, time in zip(frames, times, strict=True)
         )
         pairs.insert(0, (conn.first_frame, conn.first_time))
         self._frames = [f for f, _ in pairs]
@@ -582,11 +587,11 @@ def _evidence_rows(
             length=gap.length,
             gap_reason=gap.reason,
         )
+    conflicting = set()
     for c in half.conflicts:
         if not lo <= c.offset < hi:
             continue
-        # XXX: the reassembler keeps no timestamp for a discarded copy;
-        # its time is that of the nearest earlier frame carrying data.
+        conflicting.add(c.second_frame)
         yield dict(
             base,
             kind="conflict",
@@ -597,6 +602,21 @@ def _evidence_rows(
             late=True,
             retransmission=True,
         )
+    for j in range(len(half.copy_offsets)):
+        start, length = half.copy_offsets[j], half.copy_lengths[j]
+        frame = half.copy_frames[j]
+        if frame in conflicting or start >= hi or start + length <= lo:
+            continue
+        yield dict(
+            base,
+            kind="copy",
+            frame=frame_number(frame),
+            time=half.copy_times[j],
+            stream_offset=start,
+            length=length,
+            late=True,
+            retransmission=True,
+        )
 
 
 def packets_frame(analysis: Analysis, exchange_id: int) -> pd.DataFrame:
@@ -604,9 +624,8 @@ def packets_frame(analysis: Analysis, exchange_id: int) -> pd.DataFrame:
 
     Each leg's rows cover the request direction and the response
     direction of the exchange's connection, within the stream ranges its
-    messages occupy; gaps and conflicting copies are rows of their own.
-    Retransmissions that repeated bytes already delivered, unchanged, are
-    only counted by the reassembler (see :func:`connections_frame`).
+    messages occupy; gaps, conflicting copies and unchanged copies
+    (retransmissions of bytes already delivered) are rows of their own.
     """
     ex = find_exchange(analysis, exchange_id)
     rows: list[dict[str, Any]] = []
