@@ -284,17 +284,24 @@ STDERR_QUOTED = 120
 
 
 def _stderr_sentence(request: FcgiRequest, anomaly: Anomaly) -> str:
-    """Evidence for STDERR that came while STDOUT was open, no crash."""
+    """Evidence for STDERR that came while STDOUT was open and that is not
+    damage: no crash report in it, or one after which the body went on."""
     where = ""
     if anomaly.first_frame is not None:
         where = f" (frame {frame_number(anomaly.first_frame)})"
     text = request.stderr[:STDERR_QUOTED].decode("utf-8", "backslashreplace")
     more = "..." if len(request.stderr) > STDERR_QUOTED else ""
+    why = (
+        "with no crash report in it"
+        if _crash_report(request) is None
+        else "and the app's body went on after its crash report (an error "
+        "handled and logged)"
+    )
     return (
         f"the app wrote {_fmt(len(request.stderr))} bytes to STDERR while "
         f"its STDOUT was open{where}: {text!r}{more}; a legal FastCGI "
-        "record that nginx logs and does not send, with no crash report "
-        "in it, so not damage by itself"
+        f"record that nginx logs and does not send, {why}, so not damage "
+        "by itself"
     )
 
 
@@ -434,6 +441,14 @@ def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
             offset = _body_offset_at(request.body, anomaly.stream_offset)
         if anomaly.name in ("fcgi.fin_before_end", "fcgi.content_length_mismatch"):
             offset = len(request.body)
+        if (
+            anomaly.name == "fcgi.stderr_in_stdout"
+            and offset is not None
+            and offset < len(request.body)
+        ):
+            # The body went on after the report: the app handled and
+            # logged an error, and its response did not stop there.
+            continue
         out.append(Finding(anomaly.name, anomaly, offset))
     return out
 
@@ -794,9 +809,10 @@ def _app_verdict(
         if finding.name in ("fcgi.fin_before_end", "fcgi.content_length_mismatch"):
             kind = "truncate"
             length = max((declared or offset) - offset, 0)
-        elif finding.name == "fcgi.stderr_in_stdout" and offset >= len(body):
-            # The crash report came after the last body byte: the body
-            # stops there, and how much is missing is not known.
+        elif finding.name == "fcgi.stderr_in_stdout":
+            # The crash report came after the last body byte (a report the
+            # body went on after is no finding): the body stops there, and
+            # how much is missing is not known.
             kind = "truncate"
             length = max((declared or offset) - offset, 0)
         elif finding.name == "fcgi.header_in_stdout":
