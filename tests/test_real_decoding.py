@@ -609,14 +609,19 @@ def test_head_on_the_fastcgi_leg_keeps_what_the_app_sent(bodiless: Bodiless) -> 
         request = bodiless.fcgi("HEAD", uri).request
         assert request.params["REMOTE_PORT"] == str(bodiless.local_port)
         assert request.body.fully_observed
+        # nginx needs only the head for HEAD and may close the FastCGI
+        # connection before the app has ended its STDOUT or its request:
+        # the request is then aborted by the web server, and its body is
+        # complete only if the app's STDOUT stream ended first.
+        assert request.body.complete or request.aborted
         if bodiless.backend == "php":
-            assert request.body.data == b"" and request.body.complete
+            assert request.body.data == b""
             continue
-        # nginx needs only the head for HEAD and may close before flup
-        # has written the body: then the body is a prefix, marked as such.
+        # flup writes the body anyway: what came is a prefix of it.
         sent = parse_body_query(uri).sent()
         assert request.body.data == sent[: len(request.body)]
-        assert request.body.complete == (request.body.data == sent)
+        if request.body.complete:
+            assert request.body.data == sent
     after = bodiless.fcgi("GET", AFTER).request
     assert after.body.data == make_body(3000, 33)
 
