@@ -743,3 +743,26 @@ def test_differing_bodies_of_a_possibly_crossed_pair_blame_nobody(
     assert [ex.paired_by for ex in exchanges] == ["uri", "uri"]
     assert [ex.verdict for ex in exchanges] == ["ok", "incomplete"]
     assert "may be crossed" in exchanges[1].attribution.evidence[-1]
+
+
+def test_a_record_cut_after_the_web_server_left_is_not_the_apps(
+    tmp_path: Path,
+) -> None:
+    """nginx answers HEAD from the app's head and closes the FastCGI
+    connection; the app's record cut short by that close is the abort's
+    doing, and the exchange is ok."""
+    import struct
+
+    from fcgiforensics.testing import fcgi_record
+
+    head = b"Content-Type: text/plain\r\nContent-Length: 5000\r\n\r\n"
+    body = b"z" * 100
+    cut = struct.pack("!BBHHBx", 1, 6, 1, 1000, 0) + body  # 1000 announced
+    app = fcgi_record(6, 1, head) + cut
+    client = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n"
+    client_path, upstream_path = _one_exchange(tmp_path, app, client, method="HEAD")
+    analysis = analyze([client_path], [upstream_path])
+    [ex] = analysis.exchanges
+    names = {a.name for a in analysis.upstream_leg.anomalies}
+    assert {"fcgi.truncated_record", "fcgi.web_server_closed"} <= names
+    assert (ex.verdict, ex.hop) == ("ok", None), ex.attribution.evidence

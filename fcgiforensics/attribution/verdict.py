@@ -434,6 +434,12 @@ def _app_findings(request: FcgiRequest, conn: Connection) -> list[Finding]:
             conn.to_client.fin or conn.to_client.rst
         ):
             continue  # the capture stopped, the app did not
+        if anomaly.name in ("fcgi.truncated_record", "fcgi.fin_before_end") and (
+            request.aborted
+        ):
+            # The web server closed first (FastCGI 1.0 section 5.4): the
+            # app's stream was cut after it left, by its leaving.
+            continue
         if _unobserved_before(request, conn, anomaly):
             continue  # the framing was lost in bytes the capture lacks
         offset = None
