@@ -10,12 +10,14 @@ since the Unix epoch; they become floats or strings only at the edges.
 from __future__ import annotations
 
 import datetime as _dt
+from collections.abc import Iterable
 
 __all__ = [
     "FRAME_FILE_SHIFT",
     "frame_ref",
     "frame_number",
     "frame_file",
+    "frames_by_file",
     "format_frames",
     "ns_to_iso",
 ]
@@ -37,6 +39,15 @@ def frame_number(ref: int) -> int:
 def frame_file(ref: int) -> int:
     """The index of the capture file, within its leg, that holds ``ref``."""
     return ref >> FRAME_FILE_SHIFT
+
+
+def frames_by_file(refs: Iterable[int]) -> list[tuple[int, list[int]]]:
+    """``refs`` grouped by the file that holds them, files in leg order:
+    ``[(file_index, [ref, ...]), ...]``."""
+    grouped: dict[int, list[int]] = {}
+    for ref in refs:
+        grouped.setdefault(frame_file(ref), []).append(ref)
+    return sorted(grouped.items())
 
 
 def format_frames(refs: list[int] | tuple[int, ...]) -> str:

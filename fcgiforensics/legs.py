@@ -2,14 +2,13 @@
 requests, and every anomaly with the frames it was seen in.
 
 This module joins the stages (capture reading, reassembly, protocol
-detection, decoders).  Its one piece of protocol knowledge says which
-side of a connection caught without its handshake is the client, from
-the first bytes each side sent (:class:`_RoleCheck`).
+detection, decoders); it holds no protocol logic of its own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from .anomalies import Anomaly
 from .capture.leg import LegStats, follow_legs
 from .decoders.base import ConnectionDecoder, Direction
-from .decoders.detect import DETECT_BYTES, DetectingDecoder, Protocol, guess_protocol
+from .decoders.detect import DetectingDecoder, Protocol
 from .decoders.fastcgi import FcgiDecoder, FcgiRequest
 from .decoders.http1 import Http1Decoder, HttpExchange
 from .reassembly import Connection, Reassembler, ReassemblyLimits
@@ -31,7 +30,22 @@ __all__ = [
     "read_leg",
     "read_legs",
     "locate",
+    "mebibytes",
+    "MAX_LIMIT_BYTES",
 ]
+
+#: The largest size limit a user may set (``--max-body``, ``--max-pending``
+#: and their notebook keywords), in bytes: 1 TiB.
+MAX_LIMIT_BYTES = 1 << 40
+
+
+def mebibytes(value: float) -> int:
+    """A size limit given in MiB, in bytes; ValueError unless it is at
+    least one byte (a limit of 0 would read as "none given") and at most
+    :data:`MAX_LIMIT_BYTES`."""
+    if not 1 <= value * 1024 * 1024 <= MAX_LIMIT_BYTES:
+        raise ValueError(f"size out of range: {value!r} MiB")
+    return int(value * 1024 * 1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,32 +176,24 @@ class LegCollector:
             return Protocol.HTTP
         return None
 
-    def _sink_for(self, conn: Connection) -> DetectingDecoder | _RoleCheck:
+    def _sink_for(self, conn: Connection) -> DetectingDecoder:
         # A port option names the server.  Without SYN or SYN-ACK the
-        # client was only guessed from the ports, so an option naming the
-        # guessed client's port turns the connection round; otherwise the
-        # handshake decided.
+        # client was only guessed from the ports: an option naming the
+        # guessed client's port turns the connection round, and with no
+        # option the detector checks the guess against the first bytes.
         forced = self._forced(conn.server[1])
+        swap = None
         if forced is None and conn.guessed_roles:
             forced = self._forced(conn.client[1])
             if forced is not None:
                 self.reassembler.swap_roles(conn)
             else:
-                return _RoleCheck(conn, lambda swap: self._oriented(conn, swap))
-        return self._detector(conn, forced)
-
-    def _detector(self, conn: Connection, forced: Protocol | None) -> DetectingDecoder:
+                swap = functools.partial(self.reassembler.swap_roles, conn)
         detector = DetectingDecoder(
-            self._make, lambda found: self._collect(conn, found), forced
+            self._make, lambda found: self._collect(conn, found), forced, swap
         )
         self._detectors[conn.index] = detector
         return detector
-
-    def _oriented(self, conn: Connection, swap: bool) -> DetectingDecoder:
-        """The roles of a mid-stream connection are known: its detector."""
-        if swap:
-            self.reassembler.swap_roles(conn)
-        return self._detector(conn, None)
 
     def _collect(self, conn: Connection, found: list[Any]) -> None:
         leg = self.leg
@@ -238,139 +244,6 @@ class LegCollector:
             leg.protocols[conn.index] = protocol or Protocol.UNKNOWN
             leg.anomalies.extend(conn.anomalies)
         return leg
-
-
-#: FastCGI record types by sender (FastCGI 1.0 section 8): the web
-#: server sends BEGIN_REQUEST, ABORT_REQUEST, PARAMS, STDIN, DATA and
-#: GET_VALUES; the application END_REQUEST, STDOUT, STDERR,
-#: GET_VALUES_RESULT and UNKNOWN_TYPE.
-_WEB_SERVER_RECORDS = frozenset({1, 2, 4, 5, 8, 9})
-_APP_RECORDS = frozenset({3, 6, 7, 10, 11})
-_STATUS_LINE = b"HTTP/1."
-
-
-def _role(head: bytes, final: bool) -> str | None:
-    """``"client"`` or ``"server"`` as a direction's first bytes show it,
-    ``""`` when they show neither, None while too few have come."""
-    # Step 1: a status line (RFC 9112 section 4) comes from a server; no
-    # method token holds the "/" it starts with.
-    if head.startswith(_STATUS_LINE):
-        return "server"
-    if not final and _STATUS_LINE.startswith(head):
-        return None
-
-    # Step 2: a FastCGI record header (section 3.3: version 1, a type,
-    # reserved byte 0) says its sender by its type.
-    if head[:1] == b"\x01":
-        if len(head) < 8:
-            return None if not final else ""
-        if head[7] == 0 and head[1] in _APP_RECORDS:
-            return "server"
-        if head[7] == 0 and head[1] in _WEB_SERVER_RECORDS:
-            return "client"
-
-    # Step 3: a request line, or BEGIN_REQUEST, as detection reads them.
-    guess = guess_protocol(head, b"")
-    if guess is Protocol.HTTP or guess is Protocol.FASTCGI:
-        return "client"
-    if guess is None and not final:
-        return None
-    return ""
-
-
-class _RoleCheck:
-    """The sink of a connection caught without its handshake, until its
-    first bytes show which side is the client.
-
-    The reassembler guessed the client from the ports (the higher one);
-    a server listening on an ephemeral port above its client's, as on
-    loopback testbeds, turns that guess round, and the decoders would then
-    read responses as requests.  Calls are held until either side's first
-    bytes show its role (or :data:`DETECT_BYTES` are held, or the capture
-    ends); then ``oriented(swap)`` turns the connection round if the guess
-    was wrong and returns the real sink, which gets the held calls (in
-    the new directions) and every later one.
-    """
-
-    def __init__(
-        self, conn: Connection, oriented: Callable[[bool], DetectingDecoder]
-    ) -> None:
-        self._conn = conn
-        self._oriented = oriented
-        self._sink: DetectingDecoder | None = None
-        self._calls: list[tuple[str, Direction, int, Any]] = []
-        self._heads = (bytearray(), bytearray())
-        self._final = [False, False]
-        self._held = 0
-
-    def feed(self, direction: Direction, offset: int, data: bytes) -> None:
-        if self._sink is not None:
-            self._sink.feed(direction, offset, data)
-            return
-        self._calls.append(("feed", direction, offset, data))
-        self._held += len(data)
-        head = self._heads[direction]
-        if offset == len(head) and not self._final[direction]:
-            head += data[: DETECT_BYTES - len(head)]
-            self._final[direction] = len(head) >= DETECT_BYTES
-        self._check()
-
-    def gap(self, direction: Direction, offset: int, length: int) -> None:
-        if self._sink is not None:
-            self._sink.gap(direction, offset, length)
-            return
-        self._calls.append(("gap", direction, offset, length))
-        self._final[direction] = True  # its first bytes can grow no more
-        self._check()
-
-    def end(self, direction: Direction, offset: int) -> None:
-        if self._sink is not None:
-            self._sink.end(direction, offset)
-            return
-        self._calls.append(("end", direction, offset, None))
-        self._final[direction] = True
-        self._check()
-
-    def close(self) -> None:
-        if self._sink is None:
-            self._final = [True, True]
-            self._decide(self._swap() is True)
-        assert self._sink is not None
-        self._sink.close()
-
-    def _swap(self) -> bool | None:
-        """True when the first bytes show the guess wrong, False when they
-        show it right or show nothing more to wait for, None to wait."""
-        sent = _role(bytes(self._heads[Direction.TO_SERVER]), self._final[0])
-        got = _role(bytes(self._heads[Direction.TO_CLIENT]), self._final[1])
-        wrong = sent == "server" or got == "client"
-        right = sent == "client" or got == "server"
-        if wrong or right:
-            return wrong and not right
-        if sent is None or got is None:
-            return None
-        return False
-
-    def _check(self) -> None:
-        swap = self._swap()
-        if swap is None and self._held > DETECT_BYTES:
-            swap = False  # no role shows: keep the ports' guess
-        if swap is not None:
-            self._decide(swap)
-
-    def _decide(self, swap: bool) -> None:
-        sink = self._sink = self._oriented(swap)
-        calls, self._calls = self._calls, []
-        for kind, old, offset, arg in calls:
-            direction = Direction(1 - old) if swap else old
-            if kind == "feed":
-                sink.feed(direction, offset, arg)
-            elif kind == "gap":
-                sink.gap(direction, offset, arg)
-            else:
-                sink.end(direction, offset)
-        # Later calls go straight to the sink.
-        self._conn.sink = sink
 
 
 def read_legs(

@@ -31,6 +31,8 @@ __all__ = [
 _RFC9530_ALGOS = {"sha-256": "sha256", "sha-512": "sha512", "md5": "md5", "sha": "sha1"}
 _DICT_MEMBER = re.compile(r"([a-z0-9*_.-]+)\s*=\s*:([A-Za-z0-9+/=]*):")
 _HEX = re.compile(r"[0-9a-fA-F]+")
+# A field name is a token (RFC 9110 section 5.6.2).
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,18 +53,25 @@ class DeclaredDigest:
 
 
 def parse_digest_spec(text: str) -> DigestSpec:
-    """``X-Body-SHA1`` or ``X-Checksum:sha256`` -> DigestSpec."""
-    name, _, given = text.partition(":")
+    """``X-Body-SHA1`` or ``X-Checksum:sha256`` -> DigestSpec.
+
+    ValueError unless the name is a field name (a token, RFC 9110 section
+    5.6.2) and the hash, when given after the colon, is one this Python
+    can compute with a fixed digest size (SHAKE has none, so a header
+    value alone cannot be checked against it).
+    """
+    name, colon, given = text.partition(":")
     name = name.strip()
-    if not name or any(c.isspace() for c in name):
+    if not _FIELD_NAME.fullmatch(name):
         raise ValueError(f"a digest header needs a field name, not {name!r}")
     algo = given.strip().lower().replace("-", "") or None
-    if algo is not None and (
-        algo not in hashlib.algorithms_available or algo.startswith("shake")
-    ):
-        # SHAKE digests have no fixed size, so a header value alone
-        # cannot be checked against one.
-        raise ValueError(f"unknown hash algorithm {algo!r}")
+    if colon and algo is None:
+        raise ValueError(f"no hash algorithm after ':' in {text!r}")
+    if algo is not None:
+        try:
+            hashlib.new(algo).digest()  # listed names may lack a provider
+        except (ValueError, TypeError):  # TypeError: SHAKE, no fixed size
+            raise ValueError(f"unknown hash algorithm {algo!r}") from None
     return DigestSpec(name, algo)
 
 

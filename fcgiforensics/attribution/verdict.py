@@ -706,26 +706,15 @@ def attribute(
                 "status or end could not be matched"
             )
         return result
+    differing = list(alignment.regions) if alignment is not None else []
     if gone:
         # Only bytes the client received can be wrong; where its body
         # stops early, it left.
-        received = (
-            [r for r in alignment.regions if r.kind != "truncate"]
-            if (alignment is not None)
-            else []
-        )
-        if not received or weak_pairing:
+        differing = [r for r in differing if r.kind != "truncate"]
+        if not differing or weak_pairing:
             result.verdict = "incomplete"
             return result
-        result.verdict = "corrupted"
-        result.hop = "proxy"
-        for region in received:
-            result.regions.append(
-                _proxy_region(region, ubody_cmp, cbody, client_conn, upstream_conn)
-            )
-        result.evidence.extend(_region_sentence(r) for r in result.regions)
-        return result
-    if alignment is not None and alignment.regions and weak_pairing:
+    if differing and weak_pairing:
         why = (
             weak_pairing
             if isinstance(weak_pairing, str)
@@ -737,10 +726,10 @@ def attribute(
             "requests, so no hop is blamed"
         )
         return result
-    if alignment is not None and alignment.regions:
+    if differing:
         result.verdict = "corrupted"
         result.hop = "proxy"
-        for region in alignment.regions:
+        for region in differing:
             result.regions.append(
                 _proxy_region(region, ubody_cmp, cbody, client_conn, upstream_conn)
             )

@@ -5,6 +5,10 @@ section 3.3: version 1, type 1, content length 8) or a GET_VALUES
 management record; an HTTP/1.x connection opens with a request line,
 ``METHOD SP request-target SP HTTP/1.x`` (RFC 9112 section 3).  Port
 options override the guess.
+
+For a connection caught without its handshake, the reassembler guessed
+which side is the client; the same first bytes show whether the guess
+was wrong (:func:`guess_reversed`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ from typing import Any
 
 from .base import ConnectionDecoder, Direction
 
-__all__ = ["Protocol", "guess_protocol", "DetectingDecoder", "DETECT_BYTES"]
+__all__ = [
+    "Protocol",
+    "guess_protocol",
+    "guess_reversed",
+    "DetectingDecoder",
+    "DETECT_BYTES",
+]
 
 #: Bytes kept while the protocol is unknown.  A request line or a FastCGI
 #: header decides within a few dozen bytes; 64 KiB allows very long URIs.
@@ -68,6 +78,62 @@ def guess_protocol(to_server: bytes, to_client: bytes) -> Protocol | None:
     return None
 
 
+#: FastCGI record types by sender (FastCGI 1.0 section 8): the web
+#: server sends BEGIN_REQUEST, ABORT_REQUEST, PARAMS, STDIN, DATA and
+#: GET_VALUES; the application END_REQUEST, STDOUT, STDERR,
+#: GET_VALUES_RESULT and UNKNOWN_TYPE.
+_WEB_SERVER_RECORDS = frozenset({1, 2, 4, 5, 8, 9})
+_APP_RECORDS = frozenset({3, 6, 7, 10, 11})
+_STATUS_LINE = b"HTTP/1."
+
+
+def _role(head: bytes, final: bool) -> str | None:
+    """``"client"`` or ``"server"`` as a direction's first bytes show it,
+    ``""`` when they show neither, None while too few have come (``final``:
+    no more will)."""
+    # Step 1: a status line (RFC 9112 section 4) comes from a server; no
+    # method token holds the "/" it starts with.
+    if head.startswith(_STATUS_LINE):
+        return "server"
+    if not final and _STATUS_LINE.startswith(head):
+        return None
+
+    # Step 2: a FastCGI record header (section 3.3: version 1, a type,
+    # reserved byte 0) says its sender by its type.
+    if head[:1] == b"\x01":
+        if len(head) < 8:
+            return None if not final else ""
+        if head[7] == 0 and head[1] in _APP_RECORDS:
+            return "server"
+        if head[7] == 0 and head[1] in _WEB_SERVER_RECORDS:
+            return "client"
+
+    # Step 3: a request line, or BEGIN_REQUEST.
+    guess = guess_protocol(head, b"")
+    if guess is Protocol.HTTP or guess is Protocol.FASTCGI:
+        return "client"
+    if guess is None and not final:
+        return None
+    return ""
+
+
+def guess_reversed(
+    to_server: bytes, to_client: bytes, final: tuple[bool, bool]
+) -> bool | None:
+    """Whether first bytes show the guessed client to be the server: True
+    when they do, False when they show the guess right or show nothing
+    (and no more bytes will come, per ``final``), None while undecided."""
+    sent = _role(to_server, final[0])
+    got = _role(to_client, final[1])
+    wrong = sent == "server" or got == "client"
+    right = sent == "client" or got == "server"
+    if wrong or right:
+        return wrong and not right
+    if sent is None or got is None:
+        return None
+    return False
+
+
 class DetectingDecoder:
     """A stream sink that waits for the protocol, then hands on to a decoder.
 
@@ -76,6 +142,12 @@ class DetectingDecoder:
     builds the decoder (or returns None for unknown traffic) and the
     buffered calls are replayed to it.  Every decoder output is passed to
     ``emit``.
+
+    ``swap_roles``, given for a connection whose client was only guessed
+    from the ports, is called once if the first bytes show the guess
+    wrong (:func:`guess_reversed`), before the protocol is guessed; the
+    held calls are then replayed in the other directions, as the
+    connection now names them.
     """
 
     def __init__(
@@ -83,6 +155,7 @@ class DetectingDecoder:
         make: Callable[[Protocol], ConnectionDecoder | None],
         emit: Callable[[list[Any]], None],
         forced: Protocol | None = None,
+        swap_roles: Callable[[], None] | None = None,
     ) -> None:
         self._make = make
         self._emit = emit
@@ -90,7 +163,10 @@ class DetectingDecoder:
         self.decoder: ConnectionDecoder | None = None
         self._calls: list[tuple[str, Direction, int, Any]] = []
         self._heads = [bytearray(), bytearray()]
+        self._final = [False, False]  # a direction's first bytes are all in
         self._held = 0
+        self._swap_roles = swap_roles
+        self._orienting = False
         if forced is not None:
             self._decide(forced)
 
@@ -113,12 +189,44 @@ class DetectingDecoder:
         else:
             self._emit(decoder.end(direction, offset))
 
+    def _orient(self, reversed_: bool) -> None:
+        """Settle the roles; if reversed, swap them and the held calls."""
+        swap, self._swap_roles = self._swap_roles, None
+        if not reversed_ or swap is None:
+            return
+        self._orienting = True  # calls made meanwhile are held as they come
+        swap()
+        self._orienting = False
+        self._calls = [
+            (kind, Direction(1 - d), offset, arg)
+            for kind, d, offset, arg in self._calls
+        ]
+        self._heads.reverse()
+        self._final.reverse()
+
     def _hold(self, kind: str, direction: Direction, offset: int, arg: Any) -> None:
         self._calls.append((kind, direction, offset, arg))
+        head = self._heads[direction]
         if kind == "feed":
             self._held += len(arg)
-            if offset == len(self._heads[direction]):
-                self._heads[direction] += arg[:DETECT_BYTES]
+            if offset == len(head):
+                head += arg[:DETECT_BYTES]
+            self._final[direction] = len(head) >= DETECT_BYTES
+        else:
+            self._final[direction] = True  # its first bytes can grow no more
+        if self._orienting:
+            return
+
+        # Step 1: which side is the client, where the ports only guessed.
+        if self._swap_roles is not None:
+            reversed_ = guess_reversed(
+                bytes(self._heads[0]), bytes(self._heads[1]), self._final_pair()
+            )
+            if reversed_ is None and self._held <= DETECT_BYTES:
+                return
+            self._orient(bool(reversed_))
+
+        # Step 2: the protocol.
         guess = guess_protocol(bytes(self._heads[0]), bytes(self._heads[1]))
         if guess is None and self._held > DETECT_BYTES:
             guess = Protocol.UNKNOWN  # a start lost in a gap, or no protocol
@@ -146,7 +254,13 @@ class DetectingDecoder:
         else:
             self._forward("end", direction, offset, None)
 
+    def _final_pair(self) -> tuple[bool, bool]:
+        return self._final[0], self._final[1]
+
     def close(self) -> None:
+        if self._swap_roles is not None:
+            heads = (bytes(self._heads[0]), bytes(self._heads[1]))
+            self._orient(guess_reversed(*heads, (True, True)) is True)
         if self.protocol is None:
             heads = (bytes(self._heads[0]), bytes(self._heads[1]))
             self._decide(guess_protocol(*heads) or Protocol.UNKNOWN)

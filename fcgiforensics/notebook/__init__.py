@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from ..analysis import Analysis, AnalysisOptions, Exchange
 from ..analysis import analyze as _analyze
 from ..attribution import parse_digest_spec
-from ..legs import LegOptions
+from ..legs import LegOptions, mebibytes
 from ..reassembly import ReassemblyLimits
 from ..reports.json_report import report_json
 from . import figures
@@ -48,19 +48,14 @@ def _paths(value: PathLike | Sequence[PathLike]) -> list[str]:
     return [os.fspath(v) for v in value]
 
 
-#: The largest size ``max_body`` and ``max_pending`` take, in bytes, as
-#: the command line's ``--max-body`` and ``--max-pending``: 1 TiB.
-MAX_LIMIT_BYTES = 1 << 40
-
-
 def _mebibytes(name: str, value: float) -> int:
-    """``value`` MiB in bytes, checked as the command line checks it: at
-    least one byte (a limit of 0 would read as none), at most 1 TiB."""
+    """``value`` MiB in bytes, checked as the command line checks it."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{name} is a size in MiB, got {value!r}")
-    if not 1 <= value * 1024 * 1024 <= MAX_LIMIT_BYTES:
-        raise ValueError(f"{name}: size out of range: {value!r} MiB")
-    return int(value * 1024 * 1024)
+    try:
+        return mebibytes(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
 
 
 class Investigation:

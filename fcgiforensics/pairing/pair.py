@@ -131,21 +131,23 @@ def pair_exchanges(
     # where a side's method or URI is unknown.  Requests are grouped by
     # what they may match, so the work grows with the group, not with
     # every client request times every upstream one.
-    uri_groups: dict[tuple[str, str], tuple[list[ClientRequest], list[UpstreamRequest]]]
-    uri_groups = defaultdict(lambda: ([], []))
+    def known(r: ClientRequest | UpstreamRequest) -> bool:
+        return r.method is not None and r.uri is not None
+
+    uri_groups: dict[
+        tuple[str | None, str | None],
+        tuple[list[ClientRequest], list[UpstreamRequest]],
+    ] = defaultdict(lambda: ([], []))
     for c in client:
-        if c.index not in matched and c.method is not None and c.uri is not None:
+        if c.index not in matched and known(c):
             uri_groups[(c.method, c.uri)][0].append(c)
     for u in upstream:
-        if u.index not in taken and u.method is not None and u.uri is not None:
+        if u.index not in taken and known(u):
             uri_groups[(u.method, u.uri)][1].append(u)
     ambiguous: set[int] = set()
     for cs, us in uri_groups.values():
         _match_nearest(cs, us, skew, "uri", matched, taken)
         ambiguous |= _rivalled(cs, us, skew, matched)
-
-    def known(r: ClientRequest | UpstreamRequest) -> bool:
-        return r.method is not None and r.uri is not None
 
     unknown_c = [c for c in client if c.index not in matched and not known(c)]
     unknown_u = [u for u in upstream if u.index not in taken and not known(u)]

@@ -227,17 +227,10 @@ class HalfStream:
         self.retained_chunks: list[tuple[bytes, int]] = []
         self.retained_bytes = 0
         self.retained_head = 0
-        # Where every delivered byte came from (parallel arrays).
-        self.seg_offsets = array("q")
-        self.seg_lengths = array("l")
-        self.seg_frames = array("q")
-        self.seg_times = array("q")
-        # Later copies of delivered bytes (retransmissions, duplicates,
-        # the losing side of an overlap), in capture order.
-        self.copy_offsets = array("q")
-        self.copy_lengths = array("l")
-        self.copy_frames = array("q")
-        self.copy_times = array("q")
+        # Where every delivered byte came from (parallel seg_* arrays), and
+        # later copies of delivered bytes (retransmissions, duplicates, the
+        # losing side of an overlap) in capture order (copy_* arrays).
+        self.forget_index()
         self.gaps: list[StreamGap] = []
         self.conflicts: list[OverlapConflict] = []
         self.packets = 0
@@ -760,8 +753,7 @@ class Reassembler:
                     )
                 )
             overlap = min(end, half.next) - offset
-            half.note_copy(offset, overlap, frame, ts)
-            self._compare(conn, half, offset, data[:overlap], frame)
+            self._compare(conn, half, offset, data[:overlap], frame, ts)
             if end <= half.next:
                 return
             data = data[half.next - offset :]
@@ -948,8 +940,7 @@ class Reassembler:
         for won_lo, won_hi in [*held.won, (held.end, held.end)]:
             if lo < won_lo:
                 lost = held.data[lo - held.start : won_lo - held.start]
-                half.note_copy(lo, len(lost), held.frame, held.ts)
-                self._compare(conn, half, lo, lost, held.frame, "unknown")
+                self._compare(conn, half, lo, lost, held.frame, held.ts, "unknown")
             lo = won_hi
 
     def _declare_acked_gap(
@@ -1046,15 +1037,17 @@ class Reassembler:
         offset: int,
         data: bytes,
         frame: int,
+        ts: int,
         kept: str = "first",
     ) -> None:
-        """Compare a later copy with the bytes already delivered.
+        """Index a later copy of delivered bytes and compare it with them.
 
         ``kept`` is the conflict's ``receiver_kept``: ``"first"`` for a
         retransmission of bytes delivered before it was captured.
         """
         if not data:
             return
+        half.note_copy(offset, len(data), frame, ts)
         end = offset + len(data)
 
         # Bytes landing in a range already declared a gap came too late

@@ -14,7 +14,7 @@ from .. import __version__
 from ..analysis import Analysis, Exchange, Side
 from ..attribution import RegionEvidence
 from ..capture.packets import LINKTYPE_NAMES
-from ..frames import FRAME_FILE_SHIFT, frame_file, frame_number, ns_to_iso
+from ..frames import frame_file, frame_number, frames_by_file, ns_to_iso
 from ..legs import Leg
 
 __all__ = [
@@ -108,24 +108,26 @@ def _capture(leg: Leg, role: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _path(paths: list[str], index: int) -> str:
+    """The file of a leg with ``index`` (the last one past the end)."""
+    return paths[min(index, len(paths) - 1)] if paths else ""
+
+
 def _capture_of(paths: list[str], ref: int | None) -> str | None:
     """The file of a leg that holds frame ``ref``."""
     if ref is None or not paths:
         return None
-    return paths[min(frame_file(ref), len(paths) - 1)]
+    return _path(paths, frame_file(ref))
 
 
 def _by_capture(paths: list[str], refs: tuple[int, ...]) -> list[dict[str, Any]]:
     """``[{"capture": path, "frames": [n, ...]}, ...]``, files in leg order."""
-    grouped: dict[int, list[int]] = {}
-    for ref in refs:
-        grouped.setdefault(frame_file(ref), []).append(frame_number(ref))
     return [
         {
-            "capture": _capture_of(paths, index << FRAME_FILE_SHIFT) or "",
-            "frames": sorted(set(numbers)),
+            "capture": _path(paths, index),
+            "frames": sorted({frame_number(r) for r in group}),
         }
-        for index, numbers in sorted(grouped.items())
+        for index, group in frames_by_file(refs)
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..analysis import Analysis, Exchange
 from ..attribution import RegionEvidence
-from ..frames import format_frames, frame_file, ns_to_iso
+from ..frames import format_frames, frames_by_file, ns_to_iso
 from ..legs import Leg
 from .hexview import hex_column, hex_text
 from .json_report import wireshark_filter
@@ -102,10 +102,8 @@ def _leg_frames(
     if not frames and ns is None:
         return []
     lines = [f"    {role} leg{_capture_time(ns)}:"]
-    by_file: dict[int, list[int]] = {}
-    for ref in frames:
-        by_file.setdefault(frame_file(ref), []).append(ref)
-    for index, refs in sorted(by_file.items()):
+    by_file = frames_by_file(frames)
+    for index, refs in by_file:
         path = leg.paths[index] if index < len(leg.paths) else leg.label
         lines.append(f"      {path}, Wireshark: {wireshark_filter(refs)}")
     if not by_file:
